@@ -1,0 +1,306 @@
+"""CompositeConfig: the single source of every hyperparameter and path of the project.
+
+Every script builds one with `parse_config(argv)`, which maps `--field value` overrides
+(and `--config FILE.json`) onto the dataclass fields. The config is saved inside every
+checkpoint with `to_dict()` and restored with `from_dict()`.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import sys
+import typing
+from dataclasses import dataclass, field, fields
+from typing import Literal, Optional, Sequence
+
+
+class ConfigError(ValueError):
+    """A bad config key or value; the message is one line naming the key and the fix."""
+
+
+@dataclass
+class CompositeConfig:
+    # ---- data -------------------------------------------------------------------------
+    dataset_root: str = "dataset/synthetic"  # folder in the HumanML3D layout
+    dataset_kind: Literal["synthetic", "humanml3d"] = "synthetic"  # synthetic: built on first use
+    synthetic_num_motions: int = 3000  # size of the embedded procedural data set
+    synthetic_seed: int = 1234  # the embedded data set is a pure function of this seed
+    fps: int = 20  # frames per second of every motion
+    feature_dim: int = 263  # HumanML3D feature width for the 22-joint skeleton
+    num_joints: int = 22
+    min_motion_length: int = 40  # frames; shorter motions are skipped (HumanML3D rule)
+    max_motion_length: int = 196  # frames; longer motions are randomly cropped
+    keyframe_interval: int = 5  # frames between keyframes (first, every interval, last)
+    num_workers: int = 0  # DataLoader worker processes
+
+    # ---- text conditioning ------------------------------------------------------------
+    text_encoder: Literal["auto", "clip", "minilm"] = "auto"  # auto: CLIP if its weights exist
+    clip_path: str = ""  # local ViT-B-32.pt; empty: CLIP's own cache (~/.cache/clip)
+    text_batch_size: int = 256  # captions per batch when building the embedding cache
+
+    # ---- stage 1a: keyframe VQ-VAE ------------------------------------------------------
+    vq_codebook_size: int = 256
+    vq_code_dim: int = 64
+    vq_width: int = 192  # conv channels
+    vq_depth: int = 2  # residual blocks in encoder and decoder
+    vq_ema_decay: float = 0.99
+    vq_commit_weight: float = 0.02
+    vq_vel_loss_weight: float = 0.5  # weight of the keyframe-to-keyframe difference loss
+    vqvae_steps: int = 2000
+
+    # ---- stage 1b: keyframe GPT -------------------------------------------------------
+    gpt_n_layer: int = 4
+    gpt_n_head: int = 4
+    gpt_n_embd: int = 192
+    gpt_dropout: float = 0.1
+    gpt_token_corruption: float = 0.1  # fraction of input tokens replaced at random (T2M-GPT)
+    gpt_cond_drop: float = 0.1  # probability of dropping the text for classifier-free guidance
+    gpt_steps: int = 3000
+
+    # ---- stage 2: diffusion in-betweener ----------------------------------------------
+    diff_n_layer: int = 4
+    diff_n_head: int = 4
+    diff_n_embd: int = 192
+    diff_dropout: float = 0.1
+    diff_patch_size: int = 2  # frames per transformer token
+    diff_timesteps: int = 1000  # training diffusion steps
+    diff_noise_schedule: Literal["cosine", "linear"] = "cosine"
+    diff_cond_drop: float = 0.1  # probability of dropping the text for classifier-free guidance
+    diffusion_steps: int = 4000
+
+    # ---- sampling defaults ------------------------------------------------------------
+    temperature: float = 1.0
+    top_k: int = 0  # 0: no top-k filter
+    top_p: float = 1.0  # 1.0: no nucleus filter
+    gpt_guidance_scale: float = 2.0
+    guidance_scale: float = 2.0  # diffusion classifier-free guidance
+    num_inbetween_steps: int = 10  # DDIM steps
+    sampler: Literal["ddim", "ddpm"] = "ddim"
+
+    # ---- optimisation -----------------------------------------------------------------
+    batch_size: int = 64
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 100
+    grad_clip: float = 1.0
+    eval_interval: int = 500  # steps between validation passes
+    val_batches: int = 8  # batches per validation pass
+    ckpt_interval: int = 500  # steps between checkpoints
+    max_bad_steps: int = 5  # consecutive NaN/inf losses before training stops
+
+    # ---- runtime ----------------------------------------------------------------------
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = True  # bf16 autocast on CUDA
+    compile: bool = False  # torch.compile the models
+    checkpoint_dir: str = "checkpoints"
+    results_dir: str = "results"
+
+    # ---- evaluation -------------------------------------------------------------------
+    evaluator_steps: int = 1500
+    eval_repeats: int = 3  # repeated metric runs for the 95% confidence interval
+    eval_num_samples: int = 256  # test motions per run
+    eval_mm_repeats: int = 5  # samples per prompt for MultiModality
+    t2m_evaluator_path: str = ""  # the field's text-motion matching checkpoint, when present
+    glove_path: str = ""  # GloVe folder that the field's evaluator uses
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # ------------------------------------------------------------------------------------
+    def validate(self) -> None:
+        """Check every field once: types, closed choices and ranges. Raises ConfigError."""
+        hints = typing.get_type_hints(type(self))
+        for f in fields(self):
+            value = getattr(self, f.name)
+            setattr(self, f.name, _coerce(f.name, hints[f.name], value))
+        positive = ["fps", "feature_dim", "num_joints", "min_motion_length", "max_motion_length",
+                    "keyframe_interval", "vq_codebook_size", "vq_code_dim", "vq_width",
+                    "gpt_n_layer", "gpt_n_head", "gpt_n_embd", "diff_n_layer", "diff_n_head",
+                    "diff_n_embd", "diff_patch_size", "diff_timesteps", "num_inbetween_steps",
+                    "batch_size", "text_batch_size", "eval_interval", "ckpt_interval",
+                    "max_bad_steps", "synthetic_num_motions", "eval_repeats", "eval_num_samples"]
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"config field '{name}' must be > 0, got {getattr(self, name)}")
+        non_negative = ["vqvae_steps", "gpt_steps", "diffusion_steps", "evaluator_steps", "top_k",
+                        "warmup_steps", "num_workers", "vq_depth", "temperature", "lr"]
+        for name in non_negative:
+            if getattr(self, name) < 0:
+                raise ConfigError(f"config field '{name}' must be >= 0, got {getattr(self, name)}")
+        for name in ["gpt_token_corruption", "gpt_cond_drop", "diff_cond_drop", "gpt_dropout",
+                     "diff_dropout"]:
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"config field '{name}' must be in [0, 1), got {getattr(self, name)}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ConfigError(f"config field 'top_p' must be in (0, 1], got {self.top_p}")
+        if not 0.0 < self.vq_ema_decay < 1.0:
+            raise ConfigError(f"config field 'vq_ema_decay' must be in (0, 1), got {self.vq_ema_decay}")
+        if self.min_motion_length > self.max_motion_length:
+            raise ConfigError("config field 'min_motion_length' must be <= 'max_motion_length' "
+                              f"({self.min_motion_length} > {self.max_motion_length})")
+        if self.keyframe_interval >= self.min_motion_length:
+            raise ConfigError("config field 'keyframe_interval' must be smaller than "
+                              f"'min_motion_length' ({self.keyframe_interval} >= {self.min_motion_length})")
+        if self.gpt_n_embd % self.gpt_n_head or self.diff_n_embd % self.diff_n_head:
+            raise ConfigError("config fields 'gpt_n_embd'/'diff_n_embd' must be divisible by their "
+                              "'*_n_head'")
+        if self.feature_dim != 12 * self.num_joints - 1:
+            raise ConfigError(f"config field 'feature_dim' must be 12*num_joints-1 = "
+                              f"{12 * self.num_joints - 1} for the HumanML3D layout, got {self.feature_dim}")
+
+    # ------------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        """JSON-safe dict of every field (str, int, float, bool only)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "CompositeConfig":
+        """Build a config from `to_dict()` output; unknown keys raise ConfigError."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown config key '{unknown[0]}' (see --help for the valid fields)")
+        return cls(**data)
+
+    def replace(self, **overrides) -> "CompositeConfig":
+        """A copy with some fields changed (validated)."""
+        return self.from_dict({**self.to_dict(), **overrides})
+
+    def model_hash(self) -> str:
+        """Short hash of the fields that shape the models and the data; equal for checkpoints
+        that were trained together."""
+        keys = [f.name for f in fields(self) if f.name.startswith(("vq_", "gpt_n_", "diff_n_",
+                                                                   "diff_patch", "diff_timesteps",
+                                                                   "diff_noise"))]
+        keys += ["feature_dim", "num_joints", "keyframe_interval", "dataset_root", "max_motion_length"]
+        payload = json.dumps({k: getattr(self, k) for k in sorted(keys)}, sort_keys=True)
+        return hashlib.sha1(payload.encode()).hexdigest()[:12]
+
+    @classmethod
+    def humanml3d(cls, **overrides) -> "CompositeConfig":
+        """Paper-scale sizes for the real HumanML3D on a GPU (data in dataset/HumanML3D)."""
+        base = dict(dataset_root="dataset/HumanML3D", dataset_kind="humanml3d",
+                    vq_codebook_size=512, vq_code_dim=512, vq_width=512, vq_depth=3,
+                    vqvae_steps=100_000, gpt_n_layer=9, gpt_n_head=16, gpt_n_embd=1024,
+                    gpt_steps=150_000, diff_n_layer=8, diff_n_head=8, diff_n_embd=512,
+                    diffusion_steps=300_000, batch_size=128, lr=1e-4, warmup_steps=2000,
+                    eval_interval=5000, ckpt_interval=5000, evaluator_steps=20_000,
+                    eval_repeats=20, eval_num_samples=4096)
+        base.update(overrides)
+        return cls(**base)
+
+
+# ---------------------------------------------------------------------------------------
+def _coerce(name: str, hint, value):
+    """Convert `value` to the field's declared type or raise a one-line ConfigError."""
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        choices = typing.get_args(hint)
+        if value not in choices:
+            raise ConfigError(f"config field '{name}' must be one of {list(choices)}, got {value!r}")
+        return value
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ConfigError(f"config field '{name}' must be a bool (true/false), got {value!r}")
+    if hint is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"config field '{name}' must be an int, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"config field '{name}' must be an int, got {value!r}")
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"config field '{name}' must be a number, got {value!r}")
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"config field '{name}' must be a string, got {value!r}")
+    return value
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse that reports errors as one line on stderr and exits with code 2."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        message = message.replace("unrecognized arguments:", "unknown option(s):")
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def make_parser(description: str, prog: Optional[str] = None) -> argparse.ArgumentParser:
+    """An ArgumentParser with `--config FILE.json` and one `--field value` option per field.
+
+    Scripts add their own options to it before calling `parse_config`.
+    """
+    parser = _OneLineParser(prog=prog, description=description,
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--config", default=None, metavar="FILE.json",
+                        help="JSON file of config fields (command-line options override it)")
+    group = parser.add_argument_group("CompositeConfig fields")
+    hints = typing.get_type_hints(CompositeConfig)
+    for f in fields(CompositeConfig):
+        hint = hints[f.name]
+        kwargs = dict(default=argparse.SUPPRESS, dest=f"cfg__{f.name}",
+                      help=f"(default: {f.default!r})")
+        if typing.get_origin(hint) is Literal:
+            kwargs["choices"] = list(typing.get_args(hint))
+        elif hint in (int, float):
+            kwargs["metavar"] = hint.__name__.upper()
+        elif hint is bool:
+            kwargs["metavar"] = "BOOL"
+        group.add_argument(f"--{f.name}", **kwargs)
+    return parser
+
+
+def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> CompositeConfig:
+    """Build the config from parsed args: defaults < --config file < --field overrides.
+
+    Bad keys or values end the program with one line on stderr and exit code 2.
+    """
+    data: dict = {}
+    try:
+        if args.config:
+            try:
+                with open(args.config) as fh:
+                    data.update(json.load(fh))
+            except FileNotFoundError:
+                raise ConfigError(f"config file not found: {args.config} (pass an existing --config FILE.json)")
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"config file {args.config} is not valid JSON ({exc.msg}, line {exc.lineno})")
+            if not isinstance(data, dict):
+                raise ConfigError(f"config file {args.config} must hold a JSON object of field: value")
+        for key, value in vars(args).items():
+            if key.startswith("cfg__"):
+                data[key[len("cfg__"):]] = value
+        return CompositeConfig.from_dict(data)
+    except ConfigError as exc:
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
+
+
+def parse_config(argv: Optional[Sequence[str]] = None, description: str = "") -> CompositeConfig:
+    """Parse `--field value` overrides (and `--config FILE.json`) into a CompositeConfig."""
+    parser = make_parser(description)
+    args = parser.parse_args(argv)
+    return config_from_args(args, parser)
+
+
+if __name__ == "__main__":
+    print(json.dumps(parse_config(sys.argv[1:]).to_dict(), indent=2))
