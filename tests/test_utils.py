@@ -1,0 +1,146 @@
+"""Unit tests of the motion maths in utils.py, including the checks against real HumanML3D data."""
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import utils
+
+REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "humanml3d"
+needs_reference = pytest.mark.skipif(not (REFERENCE / "new_joints" / "012314.npy").exists(),
+                                     reason=f"HumanML3D reference sample not found in {REFERENCE}")
+
+
+def _random_quats(*shape, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return utils.qnormalize(torch.randn(*shape, 4, generator=gen, dtype=torch.float64))
+
+
+def test_quaternion_known_answers():
+    quarter_turn_y = utils.quat_from_axis_angle(torch.tensor([0.0, 1.0, 0.0]), torch.tensor(math.pi / 2))
+    rotated = utils.qrot(quarter_turn_y, torch.tensor([1.0, 0.0, 0.0]))
+    assert torch.allclose(rotated, torch.tensor([0.0, 0.0, -1.0]), atol=1e-6)
+    q = _random_quats(16)
+    identity = utils.qmul(q, utils.qinv(q))
+    assert torch.allclose(identity, torch.tensor([1.0, 0, 0, 0], dtype=torch.float64).expand_as(q), atol=1e-12)
+    u, v = torch.randn(16, 3, dtype=torch.float64), torch.randn(16, 3, dtype=torch.float64)
+    between = utils.qbetween(u, v)
+    assert torch.allclose(utils.qrot(between, u / u.norm(dim=-1, keepdim=True)), v / v.norm(dim=-1, keepdim=True), atol=1e-10)
+    # opposite vectors still give a valid half-turn
+    opposite = utils.qbetween(torch.tensor([[0.0, 0.0, 1.0]]), torch.tensor([[0.0, 0.0, -1.0]]))
+    assert torch.allclose(utils.qrot(opposite, torch.tensor([[0.0, 0.0, 1.0]])), torch.tensor([[0.0, 0.0, -1.0]]), atol=1e-6)
+
+
+def test_rotation_conversions_round_trip():
+    q = _random_quats(32)
+    m = utils.quat_to_matrix(q)
+    assert torch.allclose(m @ m.transpose(-1, -2), torch.eye(3, dtype=torch.float64).expand_as(m), atol=1e-12)
+    assert torch.allclose(utils.quat_to_matrix(utils.matrix_to_quat(m)), m, atol=1e-10)
+    assert torch.allclose(utils.cont6d_to_matrix(utils.quat_to_cont6d(q)), m, atol=1e-10)
+    back = utils.cont6d_to_quat(utils.quat_to_cont6d(q))
+    assert torch.allclose(back.abs(), q.abs(), atol=1e-10)
+
+
+def test_slerp_midpoint_of_a_quarter_turn_is_an_eighth_turn():
+    axis = torch.tensor([0.0, 0.0, 1.0])
+    a = utils.quat_from_axis_angle(axis, torch.tensor(0.0))
+    b = utils.quat_from_axis_angle(axis, torch.tensor(math.pi / 2))
+    mid = utils.qslerp(a, b, 0.5)
+    assert torch.allclose(mid, utils.quat_from_axis_angle(axis, torch.tensor(math.pi / 4)), atol=1e-6)
+
+
+def test_rest_pose_forward_kinematics_uses_the_skeleton_offsets():
+    identity = torch.zeros(22, 4, dtype=torch.float64)
+    identity[:, 0] = 1
+    joints = utils.forward_kinematics(identity, torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64))
+    bone = joints[1:] - joints[[utils.PARENTS[j] for j in range(1, 22)]]
+    assert np.allclose(bone.norm(dim=-1).numpy(), utils.BONE_LENGTHS[1:], atol=1e-12)
+    assert joints[1, 0] > joints[2, 0], "the left hip sits at +x in the rest pose"
+    assert joints[15, 1] > joints[0, 1] > joints[10, 1], "head above pelvis above toes"
+
+
+def test_fk_ik_round_trip_on_random_poses():
+    gen = torch.Generator().manual_seed(1)
+    local = _random_quats(40, 22, seed=3)
+    root = torch.randn(40, 3, generator=gen, dtype=torch.float64)
+    joints = utils.forward_kinematics(local, root)
+    recovered = utils.inverse_kinematics(joints, smooth_forward=False)
+    assert torch.allclose(utils.forward_kinematics(recovered, root), joints, atol=1e-9)
+
+
+def test_keyframe_indices_layout():
+    assert utils.keyframe_indices(120, 5).tolist() == list(range(0, 120, 5)) + [119]
+    assert utils.keyframe_indices(11, 5).tolist() == [0, 5, 10]
+    assert utils.keyframe_indices(1, 5).tolist() == [0]
+    with pytest.raises(ValueError):
+        utils.keyframe_indices(0, 5)
+
+
+def test_feature_mean_std_averages_groups():
+    gen = np.random.default_rng(0)
+    feats = [gen.normal(size=(50, 263)) * np.linspace(0.5, 2.0, 263) for _ in range(4)]
+    mean, std = utils.feature_mean_std(feats)
+    assert mean.shape == std.shape == (263,)
+    assert np.allclose(std[utils.RIC_SLICE], std[4])
+    assert not np.isclose(std[4], std[200])
+
+
+@needs_reference
+def test_features_to_joints_reproduces_humanml3d():
+    features = np.load(REFERENCE / "new_joint_vecs" / "012314.npy")
+    joints = np.load(REFERENCE / "new_joints" / "012314.npy")
+    recovered = utils.features_to_joints(features)
+    assert recovered.shape == joints.shape == (170, 22, 3)
+    assert np.abs(recovered - joints).max() <= 1e-4
+    # batched torch path, same answer
+    batch = utils.features_to_joints(torch.from_numpy(features)[None].repeat(3, 1, 1))
+    assert np.abs(batch[2].numpy() - joints).max() <= 1e-4
+
+
+@needs_reference
+def test_joints_features_joints_round_trip_on_humanml3d():
+    joints = np.load(REFERENCE / "new_joints" / "012314.npy")
+    features = utils.joints_to_features(joints)
+    assert features.shape == (169, 263)
+    assert np.abs(utils.features_to_joints(features) - joints[:-1]).max() <= 1e-4
+
+
+@needs_reference
+def test_feature_layout_matches_released_features():
+    """Our features of the real joints equal HumanML3D's own file, group by group. The last
+    frames differ slightly because HumanML3D smoothed the facing direction over one more frame."""
+    released = np.load(REFERENCE / "new_joint_vecs" / "012314.npy")[:-1]
+    ours = utils.joints_to_features(np.load(REFERENCE / "new_joints" / "012314.npy"))
+    interior = slice(0, 120)
+    for group in (utils.ROOT_SLICE, utils.RIC_SLICE, utils.ROT_SLICE, utils.VEL_SLICE, utils.FOOT_SLICE):
+        assert np.abs(ours[interior, group] - released[interior, group]).max() < 2e-3, group
+    assert np.abs(ours - released).max() < 2e-2
+
+
+@needs_reference
+def test_skeleton_bone_lengths_match_the_real_motion():
+    joints = np.load(REFERENCE / "new_joints" / "012314.npy")
+    lengths = np.linalg.norm(joints[:, 1:] - joints[:, utils.PARENTS[1:]], axis=-1)
+    assert np.abs(lengths - utils.BONE_LENGTHS[1:]).max() < 1e-4
+
+
+def test_features_are_invariant_to_heading_and_position():
+    local = _random_quats(30, 22, seed=5) * 0.2
+    local[..., 0] += 1.0
+    local = utils.qnormalize(local)
+    root = torch.zeros(30, 3, dtype=torch.float64)
+    root[:, 2] = torch.linspace(0, 1.5, 30)
+    root[:, 1] = 1.0
+    joints = utils.forward_kinematics(local, root).numpy()
+    turn = utils.quat_from_axis_angle(torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64), torch.tensor(1.1, dtype=torch.float64))
+    moved = utils.qrot(turn.expand(30, 22, 4), torch.from_numpy(joints)).numpy() + np.array([3.0, 0.0, -2.0])
+    assert np.abs(utils.joints_to_features(joints) - utils.joints_to_features(moved)).max() < 1e-4
+    # walking along +z from a +z facing start gives positive forward root velocity
+    assert utils.joints_to_features(joints)[:, 2].mean() > 0
+
+
+def test_features_to_joints_rejects_wrong_width():
+    with pytest.raises(ValueError, match="263"):
+        utils.features_to_joints(np.zeros((10, 100), dtype=np.float32))
