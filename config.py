@@ -77,6 +77,7 @@ class CompositeConfig:
     gpt_guidance_scale: float = 2.0
     guidance_scale: float = 2.0  # diffusion classifier-free guidance
     num_inbetween_steps: int = 10  # DDIM steps
+    max_generate_length: int = 400  # frames; the longest motion generate_composite accepts
     sampler: Literal["ddim", "ddpm"] = "ddim"
 
     # ---- optimisation -----------------------------------------------------------------
@@ -119,7 +120,7 @@ class CompositeConfig:
         positive = ["fps", "feature_dim", "num_joints", "min_motion_length", "max_motion_length",
                     "keyframe_interval", "vq_codebook_size", "vq_code_dim", "vq_width",
                     "gpt_n_layer", "gpt_n_head", "gpt_n_embd", "diff_n_layer", "diff_n_head",
-                    "diff_n_embd", "diff_patch_size", "diff_timesteps", "num_inbetween_steps",
+                    "diff_n_embd", "diff_patch_size", "diff_timesteps", "num_inbetween_steps", "max_generate_length",
                     "batch_size", "text_batch_size", "eval_interval", "ckpt_interval",
                     "max_bad_steps", "synthetic_num_motions", "eval_repeats", "eval_num_samples"]
         for name in positive:

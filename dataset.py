@@ -1,0 +1,220 @@
+"""Motion-text data in the HumanML3D layout, for the real data set and the embedded one.
+
+A data set folder holds `new_joint_vecs/<id>.npy` (T, 263) features, `texts/<id>.txt` captions
+(`caption#tokens#start#end`, one a line), `train.txt`/`val.txt`/`test.txt` id lists and
+`Mean.npy`/`Std.npy`. The embedded procedural data set (synthetic.py) is built in that layout on
+first use, so one loader reads both.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from config import CompositeConfig
+from utils import FEATURE_DIM, keyframe_indices
+
+Split = Literal["train", "val", "test"]
+__all__ = ["DataError", "MotionClip", "MotionDataset", "collate_motions", "make_loader",
+           "batch_keyframes", "keyframe_indices", "ensure_dataset", "load_mean_std"]
+
+
+class DataError(ValueError):
+    """The data set folder is missing or malformed; the message says what and how to fix it."""
+
+
+@dataclass
+class MotionClip:
+    """One training item: a motion (or a captioned sub-clip of one) and its captions."""
+    motion_id: str
+    features: np.ndarray  # (T, 263) float32, unnormalised
+    captions: list[str]
+
+
+def ensure_dataset(cfg: CompositeConfig) -> str:
+    """Return the data set root, building the embedded synthetic set there on first use."""
+    root = cfg.dataset_root
+    if cfg.dataset_kind == "synthetic" and not os.path.exists(os.path.join(root, "DONE")):
+        from synthetic import ensure_synthetic_dataset
+        return ensure_synthetic_dataset(cfg)
+    if not os.path.isdir(root):
+        raise DataError(f"data set folder not found: {root} (put HumanML3D there in its usual layout, "
+                        "pass --dataset_root PATH, or use the embedded set with --dataset_kind synthetic "
+                        "--dataset_root dataset/synthetic)")
+    return root
+
+
+def load_mean_std(root: str) -> tuple[np.ndarray, np.ndarray]:
+    """Feature statistics (263,), (263,) of a data set folder."""
+    stats = []
+    for name in ("Mean.npy", "Std.npy"):
+        path = os.path.join(root, name)
+        if not os.path.exists(path):
+            raise DataError(f"missing {path} (every data set folder needs Mean.npy and Std.npy of its "
+                            "training features)")
+        array = np.load(path).astype(np.float32)
+        if array.shape != (FEATURE_DIM,) or not np.isfinite(array).all():
+            raise DataError(f"{path} must hold {FEATURE_DIM} finite numbers, got shape {array.shape}")
+        stats.append(array)
+    mean, std = stats
+    if (std <= 0).any():
+        raise DataError(f"{os.path.join(root, 'Std.npy')} has non-positive entries")
+    return mean, std
+
+
+def _parse_caption_line(line: str) -> Optional[tuple[str, float, float]]:
+    """(caption, start_s, end_s) of one `caption#tokens#start#end` line; None for a blank line."""
+    parts = line.strip().split("#")
+    if not parts[0].strip():
+        return None
+    caption = parts[0].strip()
+    start = end = 0.0
+    if len(parts) >= 4:
+        try:
+            start = float(parts[2]) if parts[2] else 0.0
+            end = float(parts[3]) if parts[3] else 0.0
+        except ValueError:
+            start = end = 0.0
+    start = 0.0 if np.isnan(start) else start
+    end = 0.0 if np.isnan(end) else end
+    return caption, start, end
+
+
+def load_clips(root: str, split: Split, cfg: CompositeConfig) -> list[MotionClip]:
+    """Read one split: whole motions with their whole-motion captions, plus one clip per
+    caption that names a sub-clip (start/end seconds), as HumanML3D does. Motions that are
+    unusable (NaN, wrong width, shorter than cfg.min_motion_length) are skipped with one
+    warning line that counts them."""
+    split_file = os.path.join(root, f"{split}.txt")
+    if not os.path.exists(split_file):
+        raise DataError(f"missing split file {split_file} (a data set needs train.txt, val.txt and "
+                        "test.txt with one motion id a line)")
+    with open(split_file) as fh:
+        ids = [line.strip() for line in fh if line.strip()]
+    if not ids:
+        raise DataError(f"split file {split_file} is empty")
+    clips: list[MotionClip] = []
+    skipped = {"missing": 0, "bad width": 0, "non-finite": 0, "too short": 0, "no caption": 0}
+    for motion_id in ids:
+        feat_path = os.path.join(root, "new_joint_vecs", f"{motion_id}.npy")
+        text_path = os.path.join(root, "texts", f"{motion_id}.txt")
+        if not (os.path.exists(feat_path) and os.path.exists(text_path)):
+            skipped["missing"] += 1
+            continue
+        try:
+            features = np.load(feat_path)
+        except (ValueError, OSError, EOFError):
+            skipped["non-finite"] += 1
+            continue
+        if features.ndim != 2 or features.shape[1] != cfg.feature_dim:
+            skipped["bad width"] += 1
+            continue
+        if not np.isfinite(features).all():
+            skipped["non-finite"] += 1
+            continue
+        features = features.astype(np.float32)
+        whole_captions = []
+        with open(text_path, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                parsed = _parse_caption_line(line)
+                if parsed is None:
+                    continue
+                caption, start, end = parsed
+                if start == 0.0 and end == 0.0:
+                    whole_captions.append(caption)
+                    continue
+                sub = features[int(start * cfg.fps):int(end * cfg.fps)]
+                if cfg.min_motion_length <= len(sub) < 200:
+                    clips.append(MotionClip(f"{motion_id}@{start:g}-{end:g}", sub, [caption]))
+        if not whole_captions:
+            skipped["no caption"] += 1
+            continue
+        if len(features) < cfg.min_motion_length:
+            skipped["too short"] += 1
+            continue
+        clips.append(MotionClip(motion_id, features, whole_captions))
+    n_skipped = sum(skipped.values())
+    if n_skipped:
+        reasons = ", ".join(f"{n} {why}" for why, n in skipped.items() if n)
+        warnings.warn(f"{split}: skipped {n_skipped} of {len(ids)} motions in {root} ({reasons})",
+                      stacklevel=2)
+    if not clips:
+        raise DataError(f"no usable motions in split '{split}' of {root} (check new_joint_vecs/ and texts/)")
+    return clips
+
+
+class MotionDataset(Dataset):
+    """Normalised motions with a random caption each, cropped to cfg.max_motion_length.
+
+    Items are dicts: `motion` (T, 263) float tensor (normalised), `length` int, `caption` str.
+    """
+
+    def __init__(self, cfg: CompositeConfig, split: Split = "train"):
+        self.cfg = cfg
+        self.split = split
+        self.root = ensure_dataset(cfg)
+        self.mean, self.std = load_mean_std(self.root)
+        self.clips = load_clips(self.root, split, cfg)
+        self.normalised = [(clip.features - self.mean) / self.std for clip in self.clips]
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def all_captions(self) -> list[str]:
+        """Every caption of the split (with repeats removed, order kept)."""
+        return list(dict.fromkeys(c for clip in self.clips for c in clip.captions))
+
+    def __getitem__(self, index: int) -> dict:
+        clip = self.clips[index]
+        motion = self.normalised[index]
+        length = min(len(motion), self.cfg.max_motion_length)
+        start = int(torch.randint(0, len(motion) - length + 1, ()).item())
+        caption = clip.captions[int(torch.randint(0, len(clip.captions), ()).item())]
+        return {"motion": torch.from_numpy(motion[start:start + length]), "length": length,
+                "caption": caption, "motion_id": clip.motion_id}
+
+
+def collate_motions(items: list[dict]) -> dict:
+    """Pad a list of items to the longest: `motion` (B, T, 263), `lengths` (B,) long,
+    `padding_mask` (B, T) bool (True on real frames), `captions` list[str], `motion_ids`."""
+    lengths = torch.tensor([item["length"] for item in items], dtype=torch.long)
+    max_len = int(lengths.max())
+    motion = torch.zeros(len(items), max_len, items[0]["motion"].shape[-1])  # (B, T, 263)
+    for row, item in enumerate(items):
+        motion[row, :item["length"]] = item["motion"]
+    padding_mask = torch.arange(max_len)[None, :] < lengths[:, None]  # (B, T)
+    return {"motion": motion, "lengths": lengths, "padding_mask": padding_mask,
+            "captions": [item["caption"] for item in items],
+            "motion_ids": [item["motion_id"] for item in items]}
+
+
+def make_loader(dataset: MotionDataset, cfg: CompositeConfig, shuffle: bool = True, seed: int = 0,
+                drop_last: bool = True, sampler=None) -> DataLoader:
+    """A deterministic DataLoader of collated batches (order fixed by `seed`)."""
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(dataset, batch_size=cfg.batch_size, shuffle=shuffle and sampler is None,
+                      sampler=sampler, drop_last=drop_last and len(dataset) >= cfg.batch_size,
+                      collate_fn=collate_motions, num_workers=cfg.num_workers, generator=generator)
+
+
+def batch_keyframes(motion: torch.Tensor, lengths: torch.Tensor, interval: int
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Keyframes of a padded batch.
+
+    motion (B, T, D), lengths (B,) -> keyframes (B, K, D), keyframe_idx (B, K) long (frame of
+    each keyframe; padded entries repeat the last one), keyframe_mask (B, K) bool (True on real
+    keyframes), where K is the most keyframes of any row.
+    """
+    counts = torch.div(lengths - 1 + interval - 1, interval, rounding_mode="floor") + 1  # (B,)
+    max_k = int(counts.max())
+    slot = torch.arange(max_k, device=motion.device)[None, :]  # (1, K)
+    keyframe_mask = slot < counts[:, None]
+    keyframe_idx = torch.minimum(slot * interval, (lengths - 1)[:, None])
+    keyframe_idx = torch.where(keyframe_mask, keyframe_idx, (lengths - 1)[:, None])  # (B, K)
+    keyframes = torch.gather(motion, 1, keyframe_idx[..., None].expand(-1, -1, motion.shape[-1]))
+    return keyframes, keyframe_idx, keyframe_mask

@@ -1,0 +1,156 @@
+"""Run-time plumbing shared by the scripts: device choice, seeding, safe checkpoints and
+torch.distributed set-up. No model or motion maths lives here."""
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import random
+import sys
+import tempfile
+import zipfile
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from config import CompositeConfig
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, unreadable, unsafe or does not fit; one line says which and why."""
+
+
+def select_device(cfg: CompositeConfig) -> torch.device:
+    """cfg.device 'auto' -> CUDA when present (the local rank's GPU under torchrun), else CPU."""
+    if cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for but no CUDA GPU is visible (use --device cpu or auto)")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def autocast_context(cfg: CompositeConfig, device: torch.device):
+    """bf16 autocast on CUDA when cfg.amp, otherwise a no-op context."""
+    if device.type == "cuda" and cfg.amp:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % (2 ** 32))
+    torch.manual_seed(seed)
+
+
+def stats_hash(mean: np.ndarray | torch.Tensor, std: np.ndarray | torch.Tensor) -> str:
+    """Short hash of the feature statistics: equal for checkpoints trained on the same data."""
+    mean = np.asarray(mean, dtype=np.float32)
+    std = np.asarray(std, dtype=np.float32)
+    return hashlib.sha1(mean.tobytes() + std.tobytes()).hexdigest()[:12]
+
+
+# ---------------------------------------------------------------------------------------
+# Checkpoints: only tensors and JSON-safe primitives, written atomically, read weights-only
+# ---------------------------------------------------------------------------------------
+def save_checkpoint(path: str, payload: dict) -> None:
+    """Write `payload` to `path` atomically: temp file in the same folder, fsync, rename."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp_path = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(payload, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp_path, path)
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except BaseException:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+        raise
+
+
+REQUIRED_KEYS = ("model", "config", "step", "stage")
+
+
+def load_checkpoint(path: str, stage: str | None = None) -> dict:
+    """Read a checkpoint with torch.load(weights_only=True) and check it is one of ours.
+
+    Raises CheckpointError (one line naming the file) for a missing, truncated, corrupt or
+    foreign file, or one holding code; never executes anything from the file.
+    """
+    if not os.path.exists(path):
+        raise CheckpointError(f"checkpoint not found: {path} (run `python train.py` first)")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError,
+            ValueError, AttributeError, TypeError, KeyError, IndexError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "weights_only" in reason or "Unsupported global" in str(exc):
+            reason = "it holds Python objects other than tensors and plain values (refused, not executed)"
+        raise CheckpointError(f"cannot load checkpoint {path}: {reason[:160]} "
+                              "(retrain it with `python train.py` or restore a good copy)") from None
+    if not isinstance(payload, dict) or any(key not in payload for key in REQUIRED_KEYS):
+        raise CheckpointError(f"{path} is not a checkpoint of this project (missing model/config/step/stage)")
+    if stage is not None and payload["stage"] != stage:
+        raise CheckpointError(f"{path} holds the '{payload['stage']}' stage, expected '{stage}'")
+    return payload
+
+
+ARCHITECTURE_PREFIXES = ("vq_codebook", "vq_code_dim", "vq_width", "vq_depth", "gpt_n_", "diff_n_",
+                         "diff_patch", "diff_timesteps", "diff_noise_schedule")
+ARCHITECTURE_FIELDS = ("feature_dim", "num_joints", "keyframe_interval")
+
+
+def architecture_mismatches(saved: dict, cfg: CompositeConfig, stage_prefixes: tuple[str, ...]) -> list[str]:
+    """Names (with both values) of the fields that shape a stage's model and differ between a
+    checkpoint's saved config and `cfg`."""
+    current = cfg.to_dict()
+    names = [k for k in current if k in ARCHITECTURE_FIELDS or k.startswith(stage_prefixes)]
+    return [f"{k}={saved.get(k)!r} in checkpoint vs {current[k]!r} now" for k in names
+            if saved.get(k) != current[k]]
+
+
+# ---------------------------------------------------------------------------------------
+# torch.distributed (torchrun)
+# ---------------------------------------------------------------------------------------
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def init_distributed(device_type: str) -> DistInfo:
+    """Join the process group when launched by torchrun (NCCL on GPUs, gloo on CPU)."""
+    world_size = int(os.environ.get("WORLD_SIZE", 1))
+    if world_size <= 1:
+        return DistInfo()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+    return DistInfo(rank=dist.get_rank(), world_size=dist.get_world_size(),
+                    local_rank=int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def print_main(info: DistInfo, *args: Any, **kwargs: Any) -> None:
+    """print() on rank 0 only."""
+    if info.is_main:
+        print(*args, **kwargs)
+        sys.stdout.flush()
