@@ -1,0 +1,93 @@
+"""The HumanML3D-layout loader: splits, captions with sub-clips, normalisation, batching, bad data."""
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from config import CompositeConfig
+from dataset import (DataError, MotionDataset, batch_keyframes, collate_motions, make_loader,
+                     keyframe_indices)
+
+
+def _cfg(root, **kw):
+    return CompositeConfig(dataset_root=root, dataset_kind="humanml3d", batch_size=4, **kw)
+
+
+def test_loader_yields_normalised_padded_batches(humanml3d_folder):
+    cfg = _cfg(humanml3d_folder)
+    train = MotionDataset(cfg, "train")
+    assert len(train) == 6
+    item = train[0]
+    assert item["motion"].shape == (item["length"], 263)
+    raw = np.load(os.path.join(humanml3d_folder, "new_joint_vecs", item["motion_id"] + ".npy"))
+    assert np.allclose(item["motion"].numpy() * train.std + train.mean, raw[:item["length"]], atol=1e-5)
+    batch = next(iter(make_loader(train, cfg, seed=0)))
+    assert batch["motion"].shape[0] == 4 and batch["motion"].shape[2] == 263
+    for row, n in enumerate(batch["lengths"].tolist()):
+        assert batch["padding_mask"][row, :n].all() and not batch["padding_mask"][row, n:].any()
+        assert (batch["motion"][row, n:] == 0).all()
+    assert all(c.startswith(("a person moves", "someone does")) for c in batch["captions"])
+
+
+def test_loader_order_is_deterministic_from_the_seed(humanml3d_folder):
+    cfg = _cfg(humanml3d_folder)
+    train = MotionDataset(cfg, "train")
+    ids = lambda seed: [b["motion_ids"] for b in make_loader(train, cfg, seed=seed)]
+    assert ids(3) == ids(3)
+    assert ids(3) != ids(4) or ids(3) != ids(5)
+
+
+def test_crop_to_max_length_and_sub_clip_captions(humanml3d_folder):
+    with open(os.path.join(humanml3d_folder, "texts", "M0000.txt"), "a") as fh:
+        fh.write("the first two seconds#the/DET#0.0#2.2\n")
+    cfg = _cfg(humanml3d_folder, max_motion_length=45, min_motion_length=40)
+    train = MotionDataset(cfg, "train")
+    assert max(train[i]["length"] for i in range(len(train))) == 45
+    sub = [c for c in train.clips if "@" in c.motion_id]
+    assert len(sub) == 1 and len(sub[0].features) == 44 and sub[0].captions == ["the first two seconds"]
+
+
+def test_keyframe_helpers():
+    assert keyframe_indices(12, 5).tolist() == [0, 5, 10, 11]
+    motion = torch.arange(2 * 12 * 263, dtype=torch.float32).reshape(2, 12, 263)
+    lengths = torch.tensor([12, 7])
+    keyframes, idx, mask = batch_keyframes(motion, lengths, 5)
+    assert idx[0].tolist() == [0, 5, 10, 11] and mask[0].all()
+    assert idx[1, :3].tolist() == [0, 5, 6] and mask[1].tolist() == [True, True, True, False]
+    assert torch.equal(keyframes[0, 2], motion[0, 10])
+
+
+def test_bad_files_are_skipped_with_one_warning(humanml3d_folder):
+    vecs = os.path.join(humanml3d_folder, "new_joint_vecs")
+    train_ids = open(os.path.join(humanml3d_folder, "train.txt")).read().split()
+    bad_nan = np.load(os.path.join(vecs, train_ids[0] + ".npy"))
+    bad_nan[3, 7] = np.nan
+    np.save(os.path.join(vecs, train_ids[0] + ".npy"), bad_nan)
+    np.save(os.path.join(vecs, train_ids[1] + ".npy"), np.zeros((60, 200), np.float32))
+    np.save(os.path.join(vecs, train_ids[2] + ".npy"), np.zeros((10, 263), np.float32))
+    with pytest.warns(UserWarning) as record:
+        train = MotionDataset(_cfg(humanml3d_folder), "train")
+    assert len(train) == 3
+    messages = [str(w.message) for w in record]
+    assert len(messages) == 1 and "skipped 3 of 6" in messages[0]
+    assert "non-finite" in messages[0] and "bad width" in messages[0] and "too short" in messages[0]
+
+
+def test_missing_folder_and_split_give_clear_errors(tmp_path, humanml3d_folder):
+    with pytest.raises(DataError, match="data set folder not found.*--dataset_root"):
+        MotionDataset(_cfg(str(tmp_path / "nowhere")), "train")
+    os.remove(os.path.join(humanml3d_folder, "val.txt"))
+    with pytest.raises(DataError, match="missing split file .*val.txt"):
+        MotionDataset(_cfg(humanml3d_folder), "val")
+    os.remove(os.path.join(humanml3d_folder, "Std.npy"))
+    with pytest.raises(DataError, match="Std.npy"):
+        MotionDataset(_cfg(humanml3d_folder), "train")
+
+
+def test_collate_keeps_captions_and_lengths():
+    items = [{"motion": torch.ones(5, 263), "length": 5, "caption": "a", "motion_id": "x"},
+             {"motion": torch.ones(3, 263), "length": 3, "caption": "b", "motion_id": "y"}]
+    batch = collate_motions(items)
+    assert batch["motion"].shape == (2, 5, 263) and batch["lengths"].tolist() == [5, 3]
+    assert batch["captions"] == ["a", "b"]
