@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from config import CompositeConfig, ConfigError, config_from_args, make_parser
-from runtime import CheckpointError, load_checkpoint, select_device, stats_hash
+from runtime import CheckpointError, load_checkpoint, select_device, vqvae_identity
 from utils import (FEATURE_DIM, NUM_JOINTS, RIC_SLICE, _forward_direction, features_to_joints,
                    keyframe_indices, qbetween, qinv, qrot, recover_root_rot_pos)
 
@@ -60,7 +60,7 @@ def load_models(cfg: CompositeConfig, device: Optional[torch.device] = None):
         if saved[stage].get("text_encoder") != reference.get("text_encoder"):
             raise CheckpointError(f"{paths[stage]} used text encoder '{saved[stage].get('text_encoder')}' but "
                                   f"{paths['vqvae']} used '{reference.get('text_encoder')}' (retrain it)")
-    if saved["gpt"].get("vqvae_run_id") != reference.get("run_id"):
+    if saved["gpt"].get("vqvae_run_id") != vqvae_identity(reference):
         raise CheckpointError(f"{paths['gpt']} was trained on another VQ-VAE than {paths['vqvae']} "
                               "(retrain it with `python train.py --stage gpt`)")
     for stage, payload in saved.items():

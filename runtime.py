@@ -106,8 +106,11 @@ def load_checkpoint(path: str, stage: str | None = None) -> dict:
     return payload
 
 
-ARCHITECTURE_PREFIXES = ("vq_codebook", "vq_code_dim", "vq_width", "vq_depth", "gpt_n_", "diff_n_",
-                         "diff_patch", "diff_timesteps", "diff_noise_schedule")
+def vqvae_identity(vqvae_payload: dict) -> str:
+    """Which VQ-VAE state a GPT was trained on: its run and step."""
+    return f"{vqvae_payload.get('run_id', '')}@{vqvae_payload['step']}"
+
+
 ARCHITECTURE_FIELDS = ("feature_dim", "num_joints", "keyframe_interval")
 
 

@@ -30,7 +30,7 @@ from config import CompositeConfig, ConfigError, config_from_args, make_parser
 from dataset import DataError, MotionDataset, batch_keyframes, collate_motions
 from runtime import (CheckpointError, DistInfo, architecture_mismatches, autocast_context,
                      init_distributed, load_checkpoint, print_main, save_checkpoint, seed_everything,
-                     select_device, stats_hash)
+                     select_device, stats_hash, vqvae_identity)
 from text_encoder import build_caption_embeddings, load_text_encoder
 
 Stage = Literal["vqvae", "gpt", "diffusion"]
@@ -176,12 +176,20 @@ class Trainer:
             torch.set_rng_state(saved["rng_cpu"])
             if self.device.type == "cuda" and "rng_cuda" in saved:
                 torch.cuda.set_rng_state(saved["rng_cuda"], self.device)
+            if step >= job.total_steps:
+                print_main(info, f"[{job.name}] already trained ({step}/{job.total_steps} steps) in {path}; "
+                                 f"pass a larger --{job.name}_steps to continue it")
+                return {"stage": job.name, "steps": step, "seconds": 0.0,
+                        "train_loss": saved.get("train_loss"), "val_loss": saved.get("val_loss")}
             print_main(info, f"[{job.name}] resuming from {path} at step {step}/{job.total_steps}")
         elif resume:
             print_main(info, f"[{job.name}] no checkpoint at {path}; starting from scratch")
         module = job.module.to(self.device)
         if info.enabled:
             module = DistributedDataParallel(module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+
+        train_loss = float("nan")
+        val_loss = float("nan")
 
         def save(final: bool) -> None:
             if not info.is_main:
@@ -191,6 +199,7 @@ class Trainer:
             payload.update({"stage": job.name, "model": model.state_dict(),
                             "optimizer": optimizer.state_dict(), "step": step, "run_id": run_id,
                             "finished": final and step >= job.total_steps, "data_state": stream.state(),
+                            "train_loss": train_loss, "val_loss": val_loss,
                             "rng_cpu": torch.get_rng_state()})
             if self.device.type == "cuda":
                 payload["rng_cuda"] = torch.cuda.get_rng_state(self.device)
@@ -205,8 +214,6 @@ class Trainer:
         start_time = time.time()
         start_step = step
         bad_steps = 0
-        train_loss = float("nan")
-        val_loss = float("nan")
         bar = tqdm(total=job.total_steps, initial=step, desc=f"{job.name:9s}", disable=not info.is_main,
                    dynamic_ncols=True, mininterval=1.0)
         try:
@@ -363,7 +370,7 @@ def gpt_job(cfg: CompositeConfig, device: torch.device, text_dim: int) -> StageJ
     step_module = GPTTrainingStep(cfg, gpt, vqvae)
     return StageJob("gpt", step_module, gpt,
                     lambda module, batch: module(batch["motion"], batch["lengths"], batch["text_emb"]),
-                    cfg.gpt_steps, extra={"vqvae_run_id": saved.get("run_id", "")})
+                    cfg.gpt_steps, extra={"vqvae_run_id": vqvae_identity(saved)})
 
 
 class DiffusionTrainingStep(nn.Module):
