@@ -1,0 +1,379 @@
+"""BVH export of HumanML3D motions, and a small BVH reader with forward kinematics.
+
+`write_bvh(path, motion, fps)` turns joint positions (T, 22, 3) in metres (or HumanML3D
+features (T, 263)) into a BVH file that Blender, MotionBuilder and other tools import.
+Units in the file are metres (Blender's unit; use scale 100 in tools that expect cm).
+
+The hierarchy holds the 22 SMPL joints with the skeleton's rest offsets
+(utils.SKELETON_OFFSETS), plus four zero-offset "link" joints. They are needed because
+HumanML3D rotates every bone on its own: the pelvis -> hip bones and the spine3 -> collar
+bones turn independently of the spine, which a BVH joint with three children cannot express
+(one rotation moves all three child offsets). The links give each of those bones its own
+rotation, so the file reproduces the joint positions exactly under standard BVH forward
+kinematics. In Blender each link imports as the bone from the pelvis to a hip (or from spine3
+to a collar).
+
+Rotations: the pelvis carries the body's facing (yaw) and the spine tilt; every other bone
+gets the smallest rotation, relative to its parent joint, that points its rest direction
+along the observed bone, so twists follow the body instead of the world axes.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from scipy.spatial.transform import Rotation
+
+from utils import (FACE_JOINT_IDX, FEATURE_DIM, JOINT_NAMES, KINEMATIC_CHAIN, NUM_JOINTS,
+                   RAW_OFFSETS, SKELETON_OFFSETS, features_to_joints, inverse_kinematics, qbetween,
+                   qinv, qmul, qrot, quat_to_matrix)
+
+ROTATION_CHANNELS = ("Zrotation", "Xrotation", "Yrotation")  # R = Rz @ Rx @ Ry
+POSITION_CHANNELS = ("Xposition", "Yposition", "Zposition")
+
+# BVH joints in file order: (name, SMPL joint index or None for a link, BVH parent name).
+# Each non-leaf joint drives exactly one bone, named by the SMPL index of the bone's end.
+_LINKS = {"left_hip_link": 1, "right_hip_link": 2, "left_collar_link": 13, "right_collar_link": 14}
+_HIERARCHY = [
+    ("pelvis", 0, None),
+    ("left_hip_link", None, "pelvis"), ("left_hip", 1, "left_hip_link"),
+    ("left_knee", 4, "left_hip"), ("left_ankle", 7, "left_knee"), ("left_foot", 10, "left_ankle"),
+    ("right_hip_link", None, "pelvis"), ("right_hip", 2, "right_hip_link"),
+    ("right_knee", 5, "right_hip"), ("right_ankle", 8, "right_knee"), ("right_foot", 11, "right_ankle"),
+    ("spine1", 3, "pelvis"), ("spine2", 6, "spine1"), ("spine3", 9, "spine2"),
+    ("neck", 12, "spine3"), ("head", 15, "neck"),
+    ("left_collar_link", None, "spine3"), ("left_collar", 13, "left_collar_link"),
+    ("left_shoulder", 16, "left_collar"), ("left_elbow", 18, "left_shoulder"),
+    ("left_wrist", 20, "left_elbow"),
+    ("right_collar_link", None, "spine3"), ("right_collar", 14, "right_collar_link"),
+    ("right_shoulder", 17, "right_collar"), ("right_elbow", 19, "right_shoulder"),
+    ("right_wrist", 21, "right_elbow"),
+]
+# The bone each BVH joint's rotation drives (SMPL index of its end joint); leaves drive none.
+_DRIVEN_BONE = {"pelvis": 3, "spine1": 6, "spine2": 9, "spine3": 12, "neck": 15,
+                **_LINKS,
+                "left_hip": 4, "left_knee": 7, "left_ankle": 10,
+                "right_hip": 5, "right_knee": 8, "right_ankle": 11,
+                "left_collar": 16, "left_shoulder": 18, "left_elbow": 20,
+                "right_collar": 17, "right_shoulder": 19, "right_elbow": 21}
+# End sites of the leaf joints (metres, in the leaf's rest frame): toe tip, top of head, hand.
+_END_SITES = {"left_foot": (0.0, 0.0, 0.05), "right_foot": (0.0, 0.0, 0.05),
+              "head": (0.0, 0.10, 0.0), "left_wrist": (0.0, -0.08, 0.0),
+              "right_wrist": (0.0, -0.08, 0.0)}
+
+
+class BVHData(NamedTuple):
+    """A parsed BVH file. Offsets and positions are in the file's units."""
+    joint_names: list  # J names in file order (end sites excluded)
+    parents: np.ndarray  # (J,) int, -1 for the root
+    offsets: np.ndarray  # (J, 3) rest offsets from the parent
+    channels: list  # J tuples of channel names, e.g. ("Zrotation", "Xrotation", "Yrotation")
+    frames: np.ndarray  # (F, C) channel values per frame, C = sum of len(channels)
+    frame_time: float  # seconds per frame
+
+
+# ---------------------------------------------------------------------------------------
+# Writing
+# ---------------------------------------------------------------------------------------
+def _as_joints(motion, name: str = "motion") -> np.ndarray:
+    """Validate a (T, 22, 3) joints or (T, 263) features array; returns float64 joints."""
+    arr = np.asarray(motion.detach().cpu().numpy() if isinstance(motion, torch.Tensor) else motion)
+    if not np.issubdtype(arr.dtype, np.number):
+        raise ValueError(f"{name} must be a numeric array, got dtype {arr.dtype}")
+    if arr.ndim == 2 and arr.shape[1] == FEATURE_DIM:
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{name} contains NaN or inf values; export a finite motion")
+        arr = features_to_joints(arr.astype(np.float64))
+    if arr.ndim != 3 or arr.shape[1:] != (NUM_JOINTS, 3):
+        raise ValueError(f"{name} has shape {arr.shape}; expected (T, {NUM_JOINTS}, 3) joints in metres "
+                         f"or (T, {FEATURE_DIM}) HumanML3D features")
+    if arr.shape[0] < 1:
+        raise ValueError(f"{name} has no frames; expected at least one frame")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or inf values; export a finite motion")
+    return arr.astype(np.float64)
+
+
+def _bone_globals(joints: np.ndarray) -> torch.Tensor:
+    """Global rotation (T, 22, 4) of each bone parent -> j (index j), from utils.inverse_kinematics.
+
+    HumanML3D's local rotations compose along each kinematic chain starting from the root
+    rotation (both arms included), so the global of bone j is root * ... * local[j].
+    """
+    local = torch.from_numpy(inverse_kinematics(joints, smooth_forward=False))  # (T, 22, 4)
+    bone_global = local.clone()
+    for chain in KINEMATIC_CHAIN:
+        rot = local[:, 0]
+        for child in chain[1:]:
+            rot = qmul(rot, local[:, child])
+            bone_global[:, child] = rot
+    return bone_global
+
+
+def _facing_yaw(joints: torch.Tensor) -> torch.Tensor:
+    """Rotation (T, 4) about y that turns the rest facing (+z) to the body's facing direction."""
+    r_hip, l_hip, r_shoulder, l_shoulder = FACE_JOINT_IDX
+    across = (joints[:, r_hip] - joints[:, l_hip]) + (joints[:, r_shoulder] - joints[:, l_shoulder])
+    up = across.new_tensor([0.0, 1.0, 0.0]).expand_as(across)
+    forward = torch.linalg.cross(up, across)
+    forward[:, 1] = 0.0
+    return qbetween(forward.new_tensor([0.0, 0.0, 1.0]).expand_as(forward), forward)
+
+
+def _bvh_rotations(joints: np.ndarray) -> np.ndarray:
+    """Local rotation matrices (T, J, 3, 3) of every BVH joint in `_HIERARCHY` order."""
+    pos = torch.from_numpy(joints)
+    bone_global = _bone_globals(joints)
+    raw = torch.from_numpy(RAW_OFFSETS)
+    # Observed bone direction of bone j: the IK's global rotation applied to the rest direction.
+    bone_dir = qrot(bone_global, raw.expand(bone_global.shape[:-1] + (3,)))  # (T, 22, 3)
+    globals_: dict = {}
+    locals_ = []
+    for name, _, parent in _HIERARCHY:
+        up = _facing_yaw(pos) if parent is None else globals_[parent]  # (T, 4)
+        bone = _DRIVEN_BONE.get(name)
+        if bone is None:  # leaf: no bone to drive
+            rot = up
+        else:
+            rest_dir = qrot(up, raw[bone].expand(up.shape[:-1] + (3,)))
+            rot = qmul(qbetween(rest_dir, bone_dir[:, bone]), up)
+        globals_[name] = rot
+        local = rot if parent is None else qmul(qinv(globals_[parent]), rot)
+        locals_.append(local)
+    return quat_to_matrix(torch.stack(locals_, dim=1)).numpy()  # (T, J, 3, 3)
+
+
+def _matrix_to_euler_zxy(m: np.ndarray) -> np.ndarray:
+    """Euler angles (..., 3) in degrees (z, x, y) with m = Rz(z) @ Rx(x) @ Ry(y)."""
+    flat = m.reshape(-1, 3, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # gimbal lock: angles stay a valid solution
+        angles = Rotation.from_matrix(flat).as_euler("ZXY", degrees=True)
+    return angles.reshape(m.shape[:-2] + (3,))
+
+
+def check_out_path(path: str) -> str:
+    """Absolute output path whose folder exists and is writable, else ValueError."""
+    path = os.path.abspath(os.fspath(path))
+    folder = os.path.dirname(path)
+    if not os.path.isdir(folder):
+        raise ValueError(f"output folder does not exist: {folder} (create it or choose another --out)")
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"output folder is not writable: {folder} (choose another --out)")
+    if os.path.isdir(path):
+        raise ValueError(f"output path is a folder: {path} (give a file name)")
+    return path
+
+
+def write_atomic(path: str, write_fn) -> None:
+    """Write a file via `write_fn(tmp_path)` to a temp file in the same folder, then rename.
+
+    On any failure the temp file is removed and an existing file at `path` is left untouched.
+    OSErrors become one-line ValueErrors.
+    """
+    folder, base = os.path.split(path)
+    suffix = os.path.splitext(base)[1]
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{suffix}", dir=folder)
+    except OSError as exc:
+        raise ValueError(f"cannot write to folder {folder}: {exc.strerror} (choose another --out)") from None
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
+        write_fn(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise ValueError(f"cannot write {path}: {exc.strerror or exc} (check the disk and permissions)") from None
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def bvh_text(motion, fps: int = 20) -> str:
+    """The BVH file text of a motion: joints (T, 22, 3) in metres or features (T, 263)."""
+    joints = _as_joints(motion)
+    if isinstance(fps, bool) or not isinstance(fps, (int, np.integer)) or fps <= 0:
+        raise ValueError(f"fps must be a positive integer, got {fps!r}")
+    rotations = _bvh_rotations(joints)  # (T, J, 3, 3)
+    euler = _matrix_to_euler_zxy(rotations)  # (T, J, 3) degrees
+    euler = np.rad2deg(np.unwrap(np.deg2rad(euler), axis=0))  # no 360-degree jumps between frames
+    values = np.concatenate([joints[:, 0], euler.reshape(len(joints), -1)], axis=1)  # (T, 6 + 3J)
+    if not np.isfinite(values).all():
+        raise ValueError("motion is degenerate (e.g. hips and shoulders at one point); "
+                         "cannot compute joint rotations")
+
+    names = [name for name, _, _ in _HIERARCHY]
+    children = {name: [c for c, _, p in _HIERARCHY if p == name] for name in names}
+    smpl_index = {name: idx for name, idx, _ in _HIERARCHY}
+    lines = ["HIERARCHY"]
+
+    def emit(name: str, depth: int) -> None:
+        pad = "\t" * depth
+        idx = smpl_index[name]
+        offset = (0.0, 0.0, 0.0) if idx is None or idx == 0 else SKELETON_OFFSETS[idx]
+        if depth == 0:
+            lines.append(f"ROOT {name}")
+        else:
+            lines.append(f"{pad}JOINT {name}")
+        lines.append(f"{pad}{{")
+        lines.append(f"{pad}\tOFFSET {offset[0]:.6f} {offset[1]:.6f} {offset[2]:.6f}")
+        chans = (POSITION_CHANNELS + ROTATION_CHANNELS) if depth == 0 else ROTATION_CHANNELS
+        lines.append(f"{pad}\tCHANNELS {len(chans)} {' '.join(chans)}")
+        for child in children[name]:
+            emit(child, depth + 1)
+        if name in _END_SITES:
+            end = _END_SITES[name]
+            lines.extend([f"{pad}\tEnd Site", f"{pad}\t{{",
+                          f"{pad}\t\tOFFSET {end[0]:.6f} {end[1]:.6f} {end[2]:.6f}", f"{pad}\t}}"])
+        lines.append(f"{pad}}}")
+
+    emit("pelvis", 0)
+    lines += ["MOTION", f"Frames: {len(joints)}", f"Frame Time: {1.0 / fps:.8f}"]
+    lines += [" ".join(f"{v:.6f}" for v in row) for row in values]
+    return "\n".join(lines) + "\n"
+
+
+def write_bvh(path: str, motion, fps: int = 20) -> str:
+    """Write a BVH file of a motion (joints (T, 22, 3) in metres, or features (T, 263)).
+
+    Units in the file are metres; rotations are ZXY Euler angles in degrees. The write is
+    atomic (temp file + rename). Returns the absolute path. Bad input raises ValueError.
+    """
+    path = check_out_path(path)
+    text = bvh_text(motion, fps)
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as fh:
+            fh.write(text)
+    write_atomic(path, write)
+    return path
+
+
+# ---------------------------------------------------------------------------------------
+# Reading
+# ---------------------------------------------------------------------------------------
+def read_bvh(path: str) -> BVHData:
+    """Parse a BVH file (HIERARCHY + MOTION) into a BVHData. Malformed files raise ValueError."""
+    try:
+        with open(path) as fh:
+            text = fh.read()
+    except FileNotFoundError:
+        raise ValueError(f"BVH file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read BVH file {path}: {exc}") from None
+    head, sep, motion = text.partition("MOTION")
+    if not sep or "HIERARCHY" not in head:
+        raise ValueError(f"{path} is not a BVH file (needs HIERARCHY and MOTION sections)")
+    tokens = head.split()
+    names, parents, offsets, channels = [], [], [], []
+    stack: list = []  # indices of open joints (-2 marks an End Site)
+    i = tokens.index("HIERARCHY") + 1
+    try:
+        while i < len(tokens):
+            tok = tokens[i]
+            if tok in ("ROOT", "JOINT"):
+                names.append(tokens[i + 1])
+                parents.append(stack[-1] if stack else -1)
+                offsets.append([0.0, 0.0, 0.0])
+                channels.append(())
+                stack.append(len(names) - 1)
+                i += 2
+                if tokens[i] != "{":
+                    raise ValueError
+                i += 1
+            elif tok == "End":
+                stack.append(-2)
+                i += 3  # End Site {
+            elif tok == "OFFSET":
+                vals = [float(v) for v in tokens[i + 1:i + 4]]
+                if stack[-1] >= 0:
+                    offsets[stack[-1]] = vals
+                i += 4
+            elif tok == "CHANNELS":
+                count = int(tokens[i + 1])
+                channels[stack[-1]] = tuple(tokens[i + 2:i + 2 + count])
+                i += 2 + count
+            elif tok == "}":
+                stack.pop()
+                i += 1
+            else:
+                raise ValueError
+    except (ValueError, IndexError):
+        raise ValueError(f"{path}: malformed BVH hierarchy near token {i}") from None
+    if stack or not names:
+        raise ValueError(f"{path}: malformed BVH hierarchy (unbalanced braces or no joints)")
+    known = set(ROTATION_CHANNELS + POSITION_CHANNELS)
+    if any(c not in known for chans in channels for c in chans):
+        raise ValueError(f"{path}: unknown channel name in the hierarchy")
+
+    lines = [ln.strip() for ln in motion.strip().splitlines() if ln.strip()]
+    try:
+        num_frames = int(lines[0].split(":")[1])
+        frame_time = float(lines[1].split(":")[1])
+        frames = np.array([[float(v) for v in ln.split()] for ln in lines[2:]], dtype=np.float64)
+    except (IndexError, ValueError):
+        raise ValueError(f"{path}: malformed MOTION section (Frames:, Frame Time:, then numbers)") from None
+    num_channels = sum(len(c) for c in channels)
+    frames = frames.reshape(-1, num_channels) if frames.size else np.zeros((0, num_channels))
+    if frames.shape != (num_frames, num_channels):
+        raise ValueError(f"{path}: MOTION holds {frames.shape} values, expected ({num_frames}, {num_channels})")
+    return BVHData(names, np.array(parents), np.array(offsets, dtype=np.float64), channels, frames,
+                   frame_time)
+
+
+def _axis_rotation(axis: str, degrees: np.ndarray) -> np.ndarray:
+    """Right-handed rotation matrices (F, 3, 3) about x, y or z by angles (F,) in degrees."""
+    a = np.deg2rad(degrees)
+    c, s = np.cos(a), np.sin(a)
+    one, zero = np.ones_like(a), np.zeros_like(a)
+    rows = {"X": [[one, zero, zero], [zero, c, -s], [zero, s, c]],
+            "Y": [[c, zero, s], [zero, one, zero], [-s, zero, c]],
+            "Z": [[c, -s, zero], [s, c, zero], [zero, zero, one]]}[axis]
+    return np.stack([np.stack(r, axis=-1) for r in rows], axis=-2)
+
+
+def bvh_forward_kinematics(bvh: BVHData) -> np.ndarray:
+    """World positions (F, J, 3) of every joint of a parsed BVH (file units).
+
+    Standard BVH semantics: a joint's rotation channels compose in the listed order
+    (R = R1 @ R2 @ R3); its position is parent_pos + parent_rot @ offset, where position
+    channels (the root's) replace the offset.
+    """
+    num_frames = len(bvh.frames)
+    positions = np.zeros((num_frames, len(bvh.joint_names), 3))
+    rotations = np.zeros((num_frames, len(bvh.joint_names), 3, 3))
+    col = 0
+    for j, (parent, chans) in enumerate(zip(bvh.parents, bvh.channels)):
+        local_pos = np.broadcast_to(bvh.offsets[j], (num_frames, 3)).copy()
+        local_rot = np.broadcast_to(np.eye(3), (num_frames, 3, 3)).copy()
+        for name in chans:
+            value = bvh.frames[:, col]
+            col += 1
+            if name in POSITION_CHANNELS:
+                local_pos[:, "XYZ".index(name[0])] = value
+            else:
+                local_rot = local_rot @ _axis_rotation(name[0], value)
+        if parent < 0:
+            positions[:, j], rotations[:, j] = local_pos, local_rot
+        else:
+            positions[:, j] = positions[:, parent] + np.einsum("fij,fj->fi", rotations[:, parent], local_pos)
+            rotations[:, j] = rotations[:, parent] @ local_rot
+    return positions
+
+
+def read_bvh_joints(path: str) -> np.ndarray:
+    """The 22 SMPL joint positions (F, 22, 3) of a BVH file written by `write_bvh` (file units)."""
+    bvh = read_bvh(path)
+    missing = [n for n in JOINT_NAMES if n not in bvh.joint_names]
+    if missing:
+        raise ValueError(f"{path} lacks SMPL joint '{missing[0]}'; expected a file from write_bvh")
+    positions = bvh_forward_kinematics(bvh)
+    return positions[:, [bvh.joint_names.index(n) for n in JOINT_NAMES]]
