@@ -46,6 +46,9 @@ def ensure_dataset(cfg: CompositeConfig) -> str:
         raise DataError(f"data set folder not found: {root} (put HumanML3D there in its usual layout, "
                         "pass --dataset_root PATH, or use the embedded set with --dataset_kind synthetic "
                         "--dataset_root dataset/synthetic)")
+    if not os.listdir(root):
+        raise DataError(f"data set folder is empty: {root} (it needs new_joint_vecs/, texts/, train.txt, "
+                        "val.txt, test.txt, Mean.npy and Std.npy)")
     return root
 
 

@@ -89,8 +89,11 @@ class BatchStream:
     def _start_epoch(self) -> None:
         self.sampler.set_epoch(self.epoch)
         self.sampler.start_index = self.batches_taken * self.per_rank_batch
+        # A private generator: creating the loader must not draw from the global RNG, whose
+        # state the checkpoint restores.
+        worker_seed = torch.Generator().manual_seed(self.sampler.seed * 1000 + self.epoch)
         loader = torch.utils.data.DataLoader(self.dataset, batch_size=self.per_rank_batch,
-                                             sampler=self.sampler, drop_last=True,
+                                             sampler=self.sampler, drop_last=True, generator=worker_seed,
                                              collate_fn=collate_motions, num_workers=self.num_workers)
         self._iterator = iter(loader)
 
@@ -279,7 +282,7 @@ class Trainer:
         torch.manual_seed(self.cfg.seed + 12345)
         module.eval()
         loader = torch.utils.data.DataLoader(self.val_set, batch_size=self.cfg.batch_size, shuffle=False,
-                                             collate_fn=collate_motions)
+                                             collate_fn=collate_motions, generator=torch.Generator())
         losses = []
         for index, batch in enumerate(loader):
             if index >= self.cfg.val_batches:

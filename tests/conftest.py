@@ -64,3 +64,38 @@ def humanml3d_folder(tmp_path):
     root = tmp_path / "HumanML3D"
     write_humanml3d_folder(str(root))
     return str(root)
+
+
+# Model sizes small enough for a whole three-stage run in seconds on 2 cores.
+TINY_MODEL_ARGS = ["--vq_width", "32", "--vq_code_dim", "16", "--vq_codebook_size", "32", "--vq_depth", "1",
+                   "--gpt_n_embd", "32", "--gpt_n_layer", "1", "--gpt_n_head", "2",
+                   "--diff_n_embd", "32", "--diff_n_layer", "1", "--diff_n_head", "2",
+                   "--diff_timesteps", "100", "--num_inbetween_steps", "4", "--batch_size", "8",
+                   "--eval_interval", "20", "--val_batches", "2", "--warmup_steps", "5"]
+
+
+def tiny_train_args(data_root, checkpoint_dir, steps: int = 30, ckpt_interval: int = 10) -> list:
+    """train.py arguments for a tiny run on a data set in the HumanML3D layout."""
+    return ["--dataset_root", str(data_root), "--dataset_kind", "humanml3d",
+            "--checkpoint_dir", str(checkpoint_dir), "--ckpt_interval", str(ckpt_interval),
+            "--vqvae_steps", str(steps), "--gpt_steps", str(steps), "--diffusion_steps", str(steps),
+            *TINY_MODEL_ARGS]
+
+
+def run_script(script: str, *args, timeout: int = 300, **kwargs):
+    """Run one of the project's scripts in a real subprocess; returns CompletedProcess."""
+    import subprocess
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    return subprocess.run([sys.executable, os.path.join(ROOT, script), *map(str, args)], cwd=kwargs.pop("cwd", ROOT),
+                          capture_output=True, text=True, timeout=timeout, env=env, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def tiny_trained(tmp_path_factory):
+    """A tiny data set and a tiny three-stage model trained on it by `python train.py`."""
+    base = tmp_path_factory.mktemp("tiny_trained")
+    data_root, ckpt = base / "data", base / "checkpoints"
+    write_humanml3d_folder(str(data_root), num_motions=40, frames=(45, 90))
+    proc = run_script("train.py", *tiny_train_args(data_root, ckpt, steps=40), "--text_encoder", "minilm")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return {"data_root": str(data_root), "checkpoint_dir": str(ckpt), "train_stdout": proc.stdout}

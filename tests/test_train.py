@@ -1,0 +1,185 @@
+"""train.py end to end in real subprocesses: three checkpoints, resume, kill -9, signals,
+NaN guard, config mismatch, and safe checkpoint loading."""
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from config import CompositeConfig
+from conftest import ROOT, run_script, tiny_train_args, write_humanml3d_folder
+from runtime import CheckpointError, load_checkpoint, save_checkpoint
+
+STAGES = ("vqvae", "gpt", "diffusion")
+
+
+def test_three_stages_write_loadable_checkpoints(tiny_trained):
+    for stage in STAGES:
+        payload = load_checkpoint(os.path.join(tiny_trained["checkpoint_dir"], f"{stage}.pt"), stage=stage)
+        assert payload["step"] == 40 and payload["finished"]
+        assert payload["text_encoder"] == "minilm-L6-v2" and payload["text_dim"] == 384
+        assert payload["mean"].shape == (263,) and payload["std"].shape == (263,)
+        assert CompositeConfig.from_dict(payload["config"]).vq_width == 32
+    out = tiny_trained["train_stdout"]
+    assert "codebook perplexity" in out and "val loss" in out
+    assert not [f for f in os.listdir(tiny_trained["checkpoint_dir"]) if f.endswith(".tmp")]
+
+
+@pytest.fixture
+def data_root(tmp_path):
+    root = tmp_path / "data"
+    write_humanml3d_folder(str(root), num_motions=24, frames=(45, 70))
+    return root
+
+
+def test_resume_continues_each_stage(data_root, tmp_path):
+    ckpt = tmp_path / "ckpt"
+    first = run_script("train.py", *tiny_train_args(data_root, ckpt, steps=12, ckpt_interval=5), "--text_encoder", "minilm")
+    assert first.returncode == 0, first.stderr[-2000:]
+    again = run_script("train.py", *tiny_train_args(data_root, ckpt, steps=20, ckpt_interval=5),
+                       "--text_encoder", "minilm", "--resume", "--stage", "vqvae")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "resuming from" in again.stdout and "at step 12/20" in again.stdout
+    assert load_checkpoint(str(ckpt / "vqvae.pt"))["step"] == 20
+    # the GPT was trained on the 12-step VQ-VAE, so generation must refuse the pair
+    from generate import load_models
+    with pytest.raises(CheckpointError, match="another VQ-VAE"):
+        load_models(CompositeConfig(checkpoint_dir=str(ckpt), text_encoder="minilm"))
+
+
+def _vqvae_weights(path):
+    return load_checkpoint(str(path), stage="vqvae")["model"]
+
+
+def test_kill_9_mid_stage_then_resume_matches_an_uninterrupted_run(data_root, tmp_path):
+    """SIGKILL at a random moment leaves a loadable checkpoint; --resume finishes the stage with
+    the same data order and RNG state, so the result equals a run that was never stopped."""
+    steps = 60
+    reference_dir, killed_dir = tmp_path / "reference", tmp_path / "killed"
+    common = ["--text_encoder", "minilm", "--stage", "vqvae"]
+    reference = run_script("train.py", *tiny_train_args(data_root, reference_dir, steps=steps, ckpt_interval=5), *common)
+    assert reference.returncode == 0, reference.stderr[-2000:]
+
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "train.py", *tiny_train_args(data_root, killed_dir, steps=steps, ckpt_interval=5),
+                             *common], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    target = killed_dir / "vqvae.pt"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if target.exists() and load_checkpoint(str(target))["step"] >= 15:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_step = load_checkpoint(str(target))["step"]
+    assert 15 <= killed_step < steps, "the kill must land mid-stage"
+    resumed = run_script("train.py", *tiny_train_args(data_root, killed_dir, steps=steps, ckpt_interval=5), *common, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"at step {killed_step}/{steps}" in resumed.stdout
+    expected, got = _vqvae_weights(reference_dir / "vqvae.pt"), _vqvae_weights(target)
+    for name in expected:
+        assert torch.allclose(expected[name].float(), got[name].float(), atol=1e-6), name
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_cleanly(data_root, tmp_path):
+    ckpt = tmp_path / "ckpt"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "train.py", *tiny_train_args(data_root, ckpt, steps=100000, ckpt_interval=50000),
+                             "--text_encoder", "minilm", "--stage", "vqvae"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    line = ""
+    while time.time() < deadline and "vqvae" not in line:
+        line = proc.stderr.readline()  # tqdm's bar appears once the loop runs
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert "interrupted by SIGTERM; checkpoint saved" in err and "Traceback" not in err
+    assert load_checkpoint(str(ckpt / "vqvae.pt"))["step"] > 0
+
+
+def test_resume_with_other_model_sizes_names_the_fields(tiny_trained, tmp_path):
+    args = tiny_train_args(tiny_trained["data_root"], tiny_trained["checkpoint_dir"], steps=50)
+    args[args.index("--vq_width") + 1] = "48"
+    proc = run_script("train.py", *args, "--text_encoder", "minilm", "--resume", "--stage", "vqvae")
+    assert proc.returncode == 2
+    assert "vq_width=32 in checkpoint vs 48 now" in proc.stderr and "Traceback" not in proc.stderr
+    assert load_checkpoint(os.path.join(tiny_trained["checkpoint_dir"], "vqvae.pt"))["step"] == 40
+
+
+def test_nan_losses_stop_training_and_keep_the_last_checkpoint(data_root, tmp_path):
+    """A real Trainer on a job whose loss turns NaN after a few steps."""
+    import train
+    from dataset import MotionDataset
+    cfg = CompositeConfig(dataset_root=str(data_root), dataset_kind="humanml3d", checkpoint_dir=str(tmp_path / "ckpt"),
+                          batch_size=4, ckpt_interval=2, max_bad_steps=3, text_encoder="minilm", vqvae_steps=50,
+                          eval_interval=1000)
+    info = train.DistInfo()
+    train_set, val_set = MotionDataset(cfg, "train"), MotionDataset(cfg, "val")
+    table = train.TextTable(cfg, train_set.all_captions() + val_set.all_captions(), str(data_root), info)
+    model = torch.nn.Linear(263, 263)
+    calls = {"n": 0}
+
+    def loss_fn(module, batch):
+        calls["n"] += 1
+        loss = (module(batch["motion"]) - batch["motion"]).pow(2).mean()
+        return {"loss": loss * (float("nan") if calls["n"] > 4 else 1.0)}
+
+    job = train.StageJob("vqvae", model, model, loss_fn, cfg.vqvae_steps)
+    trainer = train.Trainer(cfg, info, torch.device("cpu"), train_set, val_set, table)
+    with pytest.raises(train.TrainingError, match="NaN/inf for 3 steps in a row"):
+        trainer.run(job, resume=False)
+    saved = load_checkpoint(os.path.join(cfg.checkpoint_dir, "vqvae.pt"))
+    assert saved["step"] == 4 and all(torch.isfinite(v).all() for v in saved["model"].values())
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (os.system, ("touch " + _RunsCode.marker,))
+
+
+def test_unsafe_or_broken_checkpoints_are_refused(tmp_path):
+    good = tmp_path / "good.pt"
+    save_checkpoint(str(good), {"model": {"w": torch.ones(2)}, "config": {}, "step": 1, "stage": "vqvae"})
+    assert load_checkpoint(str(good))["step"] == 1
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good.read_bytes()[:200])
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(os.urandom(4096))
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state": torch.zeros(3)}, foreign)
+    _RunsCode.marker = str(tmp_path / "pwned")
+    evil = tmp_path / "evil.pt"
+    with open(evil, "wb") as fh:
+        pickle.dump({"model": _RunsCode(), "config": {}, "step": 0, "stage": "vqvae"}, fh)
+    torch_evil = tmp_path / "torch_evil.pt"
+    torch.save({"model": _RunsCode(), "config": {}, "step": 0, "stage": "vqvae"}, torch_evil)
+    for path in (truncated, garbage, foreign, evil, torch_evil, tmp_path / "missing.pt"):
+        with pytest.raises(CheckpointError) as info:
+            load_checkpoint(str(path))
+        message = str(info.value)
+        assert str(path) in message and "\n" not in message
+    assert not os.path.exists(_RunsCode.marker), "loading a checkpoint must never run its code"
+
+
+def test_bad_train_inputs_exit_2_with_one_line(tmp_path):
+    cases = [
+        (["--dataset_kind", "humanml3d", "--dataset_root", str(tmp_path / "nowhere")], "data set folder not found"),
+        (["--batch_size", "0"], "'batch_size' must be > 0"),
+        (["--stage", "everything"], "invalid choice"),
+        (["--learning_rate", "1"], "--learning_rate"),
+    ]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cases.append((["--dataset_kind", "humanml3d", "--dataset_root", str(empty)], "data set folder is empty"))
+    for args, expected in cases:
+        proc = run_script("train.py", *args, "--checkpoint_dir", str(tmp_path / "ckpt"))
+        assert proc.returncode == 2, (args, proc.stderr[-500:])
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and expected in lines[0], (args, proc.stderr)
+        assert not (tmp_path / "ckpt").exists()
