@@ -262,11 +262,26 @@ class Trainer:
             for sig, handler in old_handlers.items():
                 signal.signal(sig, handler)
         seconds = time.time() - start_time
+        if info.enabled:
+            self.check_ranks_agree(job.name, model)
         extra = job.summary_fn()
         print_main(info, f"[{job.name}] {step} steps ({step - start_step} this run) in {seconds:.0f}s: "
                          f"train loss {train_loss:.4f}, val loss {val_loss:.4f}{extra} -> {path}")
         return {"stage": job.name, "steps": step, "seconds": seconds, "train_loss": train_loss,
                 "val_loss": val_loss}
+
+    def check_ranks_agree(self, stage: str, model: nn.Module) -> None:
+        """Compare a checksum of the weights across ranks; DDP must keep them identical."""
+        flat = torch.cat([p.detach().double().flatten() for p in model.state_dict().values()
+                          if p.is_floating_point()])
+        weights = torch.arange(1, flat.numel() + 1, dtype=torch.float64, device=flat.device).sin()
+        checksum = torch.stack([flat.sum(), (flat * weights).sum()])  # (2,)
+        gathered = [torch.zeros_like(checksum) for _ in range(self.info.world_size)]
+        torch.distributed.all_gather(gathered, checksum)
+        if any(not torch.equal(g, gathered[0]) for g in gathered):
+            raise TrainingError(f"[{stage}] ranks hold different weights after training (DDP desynchronised)")
+        print_main(self.info, f"[{stage}] weights identical on all {self.info.world_size} ranks "
+                              f"(checksum {float(gathered[0][1]):.6f})")
 
     def to_device(self, batch: dict) -> dict:
         out = dict(batch)
