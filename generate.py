@@ -165,9 +165,14 @@ def user_keyframes_to_features(keyframes, keyframe_idx, length: int, mean: np.nd
             torch.from_numpy(dims_mask))
 
 
-def _row_generators(seed: int, batch: int, device: torch.device) -> list[torch.Generator]:
-    """One generator per batch row, seeded seed, seed+1, ...: a batch equals its single calls."""
-    return [torch.Generator(device=device).manual_seed(seed + row) for row in range(batch)]
+STAGE_SEED_OFFSETS = {"gpt": 0, "diffusion": 0x5DEECE66D}  # independent streams per stage
+
+
+def _row_generators(seed: int, batch: int, device: torch.device, stage: str) -> list[torch.Generator]:
+    """One generator per batch row and stage, from seed, seed+1, ...: each row's draws depend
+    only on its own seed, so a batch equals its rows generated one by one."""
+    return [torch.Generator(device=device).manual_seed((seed + row) ^ STAGE_SEED_OFFSETS[stage])
+            for row in range(batch)]
 
 
 def interpolate_keyframes(values: torch.Tensor, frame_idx: torch.Tensor, length: int) -> torch.Tensor:
@@ -227,7 +232,6 @@ def generate_composite(vqvae, gpt, inbetween_model, diff_inbetween, clip_model, 
     seed = cfg.seed if seed is None else int(seed)
     device = next(inbetween_model.parameters()).device
     B, max_len = len(prompts), max(lengths)
-    generators = _row_generators(seed, B, device)
 
     text_emb = clip_model.encode(prompts).to(device)  # (B, Dt)
     grid_idx = [torch.from_numpy(keyframe_indices(n, interval)).to(device) for n in lengths]
@@ -238,7 +242,8 @@ def generate_composite(vqvae, gpt, inbetween_model, diff_inbetween, clip_model, 
     keyframe_values = torch.zeros(B, max_len, FEATURE_DIM, device=device)  # (B, T, 263) normalised
     keyframe_mask = torch.zeros(B, max_len, FEATURE_DIM, device=device)
     if mode != "diffusion_only":
-        grid_values = _keyframes_from_gpt(vqvae, gpt, text_emb, num_tokens, grid_idx, pinned, cfg, generators,
+        grid_values = _keyframes_from_gpt(vqvae, gpt, text_emb, num_tokens, grid_idx, pinned, cfg,
+                                          _row_generators(seed, B, device, "gpt"),
                                           temperature, top_k, top_p, gpt_guidance_scale)  # (B, K, 263)
         for row, idx in enumerate(grid_idx):
             keyframe_values[row, idx] = grid_values[row, :len(idx)]
@@ -259,7 +264,7 @@ def generate_composite(vqvae, gpt, inbetween_model, diff_inbetween, clip_model, 
             text_emb, keyframe_values, keyframe_mask, padding_mask,
             num_steps=cfg.num_inbetween_steps if num_inbetween_steps is None else num_inbetween_steps,
             guidance_scale=cfg.guidance_scale if guidance_scale is None else guidance_scale,
-            method=cfg.sampler, generator=generators)  # (B, T, 263) normalised
+            method=cfg.sampler, generator=_row_generators(seed, B, device, "diffusion"))  # (B, T, 263)
     features = dense * std_t + mean_t  # (B, T, 263)
     joints = features_to_joints(features.float())  # (B, T, 22, 3)
 
