@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import sys
+import time
+from contextlib import contextmanager
 from typing import Literal, Optional, Sequence, Union
 
 import numpy as np
@@ -32,6 +34,23 @@ POSE_DIMS = slice(3, RIC_SLICE.stop)  # root height + root-relative joint positi
 # ---------------------------------------------------------------------------------------
 # Loading
 # ---------------------------------------------------------------------------------------
+def build_models(vq_cfg: CompositeConfig, gpt_cfg: CompositeConfig, diff_cfg: CompositeConfig,
+                 text_dim: int, device: torch.device):
+    """Freshly initialised (vqvae, gpt, inbetween_model, diff_inbetween) in eval mode on `device`,
+    each shaped by its own stage's config."""
+    from models.diffusion import GaussianDiffusion, InbetweenDenoiser
+    from models.gpt import MotionGPT
+    from models.vqvae import KeyframeVQVAE
+    vqvae = KeyframeVQVAE(vq_cfg)
+    gpt = MotionGPT(gpt_cfg, text_dim)
+    gpt.keyframe_interval = vq_cfg.keyframe_interval
+    inbetween_model = InbetweenDenoiser(diff_cfg, text_dim)
+    for model in (vqvae, gpt, inbetween_model):
+        model.to(device).eval().requires_grad_(False)
+    diff_inbetween = GaussianDiffusion(diff_cfg, inbetween_model).to(device)
+    return vqvae, gpt, inbetween_model, diff_inbetween
+
+
 def load_models(cfg: CompositeConfig, device: Optional[torch.device] = None):
     """Load the three trained stages from cfg.checkpoint_dir and the text encoder they used.
 
@@ -40,9 +59,6 @@ def load_models(cfg: CompositeConfig, device: Optional[torch.device] = None):
     statistics mean/std as (263,) float32 numpy arrays, and the feature width Fdim (263).
     Raises CheckpointError when a checkpoint is missing, unsafe, or was not trained with the others.
     """
-    from models.diffusion import GaussianDiffusion, InbetweenDenoiser
-    from models.gpt import MotionGPT
-    from models.vqvae import KeyframeVQVAE
     from text_encoder import check_encoder_matches, load_text_encoder
 
     device = device or select_device(cfg)
@@ -71,18 +87,13 @@ def load_models(cfg: CompositeConfig, device: Optional[torch.device] = None):
     gpt_cfg = CompositeConfig.from_dict(saved["gpt"]["config"]).replace(vq_codebook_size=vq_cfg.vq_codebook_size)
     diff_cfg = CompositeConfig.from_dict(saved["diffusion"]["config"])
     text_dim = int(reference["text_dim"])
-    vqvae = KeyframeVQVAE(vq_cfg)
-    gpt = MotionGPT(gpt_cfg, text_dim)
-    inbetween_model = InbetweenDenoiser(diff_cfg, text_dim)
+    vqvae, gpt, inbetween_model, diff_inbetween = build_models(vq_cfg, gpt_cfg, diff_cfg, text_dim, device)
     for model, stage in ((vqvae, "vqvae"), (gpt, "gpt"), (inbetween_model, "diffusion")):
         try:
             model.load_state_dict(saved[stage]["model"])
         except RuntimeError as exc:
             raise CheckpointError(f"{paths[stage]} does not fit its own config: "
                                   f"{str(exc).splitlines()[0][:200]}") from None
-        model.to(device).eval().requires_grad_(False)
-    gpt.keyframe_interval = vq_cfg.keyframe_interval
-    diff_inbetween = GaussianDiffusion(diff_cfg, inbetween_model).to(device)
     clip_model = load_text_encoder(cfg, name=reference["text_encoder"])
     check_encoder_matches(reference["text_encoder"], text_dim, clip_model)
     mean = reference["mean"].numpy().astype(np.float32)
@@ -189,6 +200,21 @@ def interpolate_keyframes(values: torch.Tensor, frame_idx: torch.Tensor, length:
 # ---------------------------------------------------------------------------------------
 # Generation
 # ---------------------------------------------------------------------------------------
+@contextmanager
+def _timed(timings: Optional[dict], name: str, device: torch.device):
+    """Add the wall time of the block to timings[name] (seconds) when timings is a dict."""
+    if timings is None:
+        yield
+        return
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    yield
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
+
+
 @torch.inference_mode()
 def generate_composite(vqvae, gpt, inbetween_model, diff_inbetween, clip_model, mean, std, Fdim,
                        cfg: CompositeConfig, prompt: Union[str, Sequence[str]] = DEFAULT_PROMPT,
@@ -197,7 +223,8 @@ def generate_composite(vqvae, gpt, inbetween_model, diff_inbetween, clip_model, 
                        top_p: Optional[float] = None, guidance_scale: Optional[float] = None,
                        gpt_guidance_scale: Optional[float] = None,
                        num_inbetween_steps: Optional[int] = None, keyframes=None, keyframe_idx=None,
-                       return_features: bool = False, mode: Mode = "composite"):
+                       return_features: bool = False, mode: Mode = "composite",
+                       timings: Optional[dict] = None):
     """Text -> motion: the GPT writes keyframe tokens, the VQ-VAE decodes them, the diffusion
     in-betweens the dense motion through them.
 
@@ -208,6 +235,8 @@ def generate_composite(vqvae, gpt, inbetween_model, diff_inbetween, clip_model, 
     everything) at sorted frames (P,); the GPT completes the other keyframes and the diffusion
     passes through all of them. mode: "composite" (the product), "interpolate" (keyframes
     linearly interpolated, no diffusion) or "diffusion_only" (text only, no keyframes).
+    timings: a dict that receives the seconds spent in each part (text, gpt, vq_decode,
+    diffusion, joints), for benchmarks.
     Returns numpy (motion (T, 22, 3) metres y-up, keyframes (K, 22, 3), keyframe_idx (K,)),
     plus features (T, 263) when return_features; lists of those for a list of prompts.
     """
@@ -233,7 +262,8 @@ def generate_composite(vqvae, gpt, inbetween_model, diff_inbetween, clip_model, 
     device = next(inbetween_model.parameters()).device
     B, max_len = len(prompts), max(lengths)
 
-    text_emb = clip_model.encode(prompts).to(device)  # (B, Dt)
+    with _timed(timings, "text", device):
+        text_emb = clip_model.encode(prompts).to(device)  # (B, Dt)
     grid_idx = [torch.from_numpy(keyframe_indices(n, interval)).to(device) for n in lengths]
     num_tokens = torch.tensor([len(g) for g in grid_idx], device=device)  # (B,)
     mean_t = torch.from_numpy(np.asarray(mean, dtype=np.float32)).to(device)
@@ -244,7 +274,7 @@ def generate_composite(vqvae, gpt, inbetween_model, diff_inbetween, clip_model, 
     if mode != "diffusion_only":
         grid_values = _keyframes_from_gpt(vqvae, gpt, text_emb, num_tokens, grid_idx, pinned, cfg,
                                           _row_generators(seed, B, device, "gpt"),
-                                          temperature, top_k, top_p, gpt_guidance_scale)  # (B, K, 263)
+                                          temperature, top_k, top_p, gpt_guidance_scale, timings)  # (B, K, 263)
         for row, idx in enumerate(grid_idx):
             keyframe_values[row, idx] = grid_values[row, :len(idx)]
             keyframe_mask[row, idx] = 1.0
@@ -260,13 +290,15 @@ def generate_composite(vqvae, gpt, inbetween_model, diff_inbetween, clip_model, 
         for row, (n, idx) in enumerate(zip(lengths, grid_idx)):
             dense[row, :n] = interpolate_keyframes(keyframe_values[row, idx], idx, n)
     else:
-        dense = diff_inbetween.sample(
-            text_emb, keyframe_values, keyframe_mask, padding_mask,
-            num_steps=cfg.num_inbetween_steps if num_inbetween_steps is None else num_inbetween_steps,
-            guidance_scale=cfg.guidance_scale if guidance_scale is None else guidance_scale,
-            method=cfg.sampler, generator=_row_generators(seed, B, device, "diffusion"))  # (B, T, 263)
+        with _timed(timings, "diffusion", device):
+            dense = diff_inbetween.sample(
+                text_emb, keyframe_values, keyframe_mask, padding_mask,
+                num_steps=cfg.num_inbetween_steps if num_inbetween_steps is None else num_inbetween_steps,
+                guidance_scale=cfg.guidance_scale if guidance_scale is None else guidance_scale,
+                method=cfg.sampler, generator=_row_generators(seed, B, device, "diffusion"))  # (B, T, 263)
     features = dense * std_t + mean_t  # (B, T, 263)
-    joints = features_to_joints(features.float())  # (B, T, 22, 3)
+    with _timed(timings, "joints", device):
+        joints = features_to_joints(features.float())  # (B, T, 22, 3)
 
     outputs = []
     for row, n in enumerate(lengths):
@@ -281,7 +313,7 @@ def generate_composite(vqvae, gpt, inbetween_model, diff_inbetween, clip_model, 
 
 
 def _keyframes_from_gpt(vqvae, gpt, text_emb, num_tokens, grid_idx, pinned, cfg, generators,
-                        temperature, top_k, top_p, gpt_guidance_scale) -> torch.Tensor:
+                        temperature, top_k, top_p, gpt_guidance_scale, timings) -> torch.Tensor:
     """Sample keyframe tokens (completing any pinned ones) and decode them: (B, K, 263) normalised."""
     B, max_k = len(grid_idx), int(num_tokens.max())
     device = text_emb.device
@@ -298,15 +330,17 @@ def _keyframes_from_gpt(vqvae, gpt, text_emb, num_tokens, grid_idx, pinned, cfg,
             pinned_tokens = torch.full((1, max_k), -1, dtype=torch.long, device=device)
             for _, slot in on_grid:
                 pinned_tokens[0, slot] = codes[0, slot]
-    tokens = gpt.sample(text_emb, num_tokens,
-                        temperature=cfg.temperature if temperature is None else temperature,
-                        top_k=cfg.top_k if top_k is None else top_k,
-                        top_p=cfg.top_p if top_p is None else top_p,
-                        guidance_scale=cfg.gpt_guidance_scale if gpt_guidance_scale is None else gpt_guidance_scale,
-                        generator=generators, pinned_tokens=pinned_tokens)  # (B, K)
-    token_mask = torch.arange(max_k, device=device)[None] < num_tokens[:, None]
-    codes = torch.where(token_mask, tokens, torch.zeros_like(tokens))
-    return vqvae.decode(codes, token_mask)
+    with _timed(timings, "gpt", device):
+        tokens = gpt.sample(text_emb, num_tokens,
+                            temperature=cfg.temperature if temperature is None else temperature,
+                            top_k=cfg.top_k if top_k is None else top_k,
+                            top_p=cfg.top_p if top_p is None else top_p,
+                            guidance_scale=cfg.gpt_guidance_scale if gpt_guidance_scale is None else gpt_guidance_scale,
+                            generator=generators, pinned_tokens=pinned_tokens)  # (B, K)
+    with _timed(timings, "vq_decode", device):
+        token_mask = torch.arange(max_k, device=device)[None] < num_tokens[:, None]
+        codes = torch.where(token_mask, tokens, torch.zeros_like(tokens))
+        return vqvae.decode(codes, token_mask)
 
 
 def place_keyframes(keyframe_features: torch.Tensor, motion_features: torch.Tensor,
