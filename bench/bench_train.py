@@ -1,0 +1,96 @@
+"""Training speed: samples per second of each stage (forward, backward, optimiser step) at the
+config's sizes on the embedded data set, on CPU (all cores) or CUDA (also bf16).
+
+    python bench/bench_train.py [--steps 20] [--field value ...]
+
+Prints one line per stage and writes results/bench_train.json (cfg.results_dir).
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from config import config_from_args, make_parser  # noqa: E402
+from dataset import MotionDataset, make_loader  # noqa: E402
+from runtime import autocast_context, select_device  # noqa: E402
+from train import DiffusionTrainingStep, GPTTrainingStep  # noqa: E402
+
+
+def stage_modules(cfg, text_dim: int, device):
+    """(name, module whose forward gives the loss dict, forward-argument picker) per stage."""
+    from models.diffusion import GaussianDiffusion, InbetweenDenoiser
+    from models.gpt import MotionGPT
+    from models.vqvae import KeyframeVQVAE
+    from dataset import batch_keyframes
+    vqvae = KeyframeVQVAE(cfg).to(device)
+
+    def vq_args(batch):
+        keyframes, _, mask = batch_keyframes(batch["motion"], batch["lengths"], cfg.keyframe_interval)
+        return keyframes, mask
+
+    frozen_vq = KeyframeVQVAE(cfg).to(device).eval().requires_grad_(False)
+    gpt_step = GPTTrainingStep(cfg, MotionGPT(cfg, text_dim), frozen_vq).to(device)
+    diff_step = DiffusionTrainingStep(cfg, GaussianDiffusion(cfg, InbetweenDenoiser(cfg, text_dim))).to(device)
+    return [("vqvae", vqvae, vq_args),
+            ("gpt", gpt_step, lambda b: (b["motion"], b["lengths"], b["text_emb"])),
+            ("diffusion", diff_step, lambda b: (b["motion"], b["lengths"], b["padding_mask"], b["text_emb"]))]
+
+
+def main() -> None:
+    parser = make_parser(__doc__.split("\n\n")[0], prog="bench_train.py")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per stage (after 3 warm-up steps)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--text_dim", type=int, default=384, help="text embedding width (384 MiniLM, 512 CLIP)")
+    args = parser.parse_args()
+    cfg = config_from_args(args, parser)
+    torch.set_num_threads(args.threads)
+    device = select_device(cfg)
+    train_set = MotionDataset(cfg, "train")
+    text_dim = args.text_dim
+    batches = []
+    for batch in make_loader(train_set, cfg, seed=0):
+        batch = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in batch.items()}
+        batch["text_emb"] = torch.nn.functional.normalize(torch.randn(len(batch["captions"]), text_dim), dim=-1).to(device)
+        batches.append(batch)
+        if len(batches) == 4:
+            break
+    report = {"device": str(device), "threads": torch.get_num_threads(), "batch_size": cfg.batch_size, "stages": {}}
+    for name, module, pick in stage_modules(cfg, text_dim, device):
+        optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=cfg.lr)
+        module.train()
+        times = []
+        for step in range(args.steps + 3):
+            batch = batches[step % len(batches)]
+            start = time.perf_counter()
+            with autocast_context(cfg, device):
+                loss = module(*pick(batch))["loss"]
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            if step >= 3:
+                times.append(time.perf_counter() - start)
+        seconds = statistics.median(times)
+        report["stages"][name] = {"step_s": seconds, "samples_per_s": cfg.batch_size / seconds,
+                                  "parameters": sum(p.numel() for p in module.parameters() if p.requires_grad)}
+        steps_cfg = {"vqvae": cfg.vqvae_steps, "gpt": cfg.gpt_steps, "diffusion": cfg.diffusion_steps}[name]
+        print(f"{name:9s}: {cfg.batch_size / seconds:8.1f} samples/s ({seconds * 1000:.0f} ms/step, "
+              f"{report['stages'][name]['parameters'] / 1e6:.2f} M params) -> {steps_cfg} steps ~ "
+              f"{steps_cfg * seconds / 60:.1f} min")
+    os.makedirs(cfg.results_dir, exist_ok=True)
+    path = os.path.join(cfg.results_dir, "bench_train.json")
+    with open(path, "w") as fh:
+        json.dump(report, fh, indent=2)
+    print(f"device {device} ({torch.get_num_threads()} threads); wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
