@@ -39,7 +39,7 @@ class MotionClip:
 def ensure_dataset(cfg: CompositeConfig) -> str:
     """Return the data set root, building the embedded synthetic set there on first use."""
     root = cfg.dataset_root
-    if cfg.dataset_kind == "synthetic" and not os.path.exists(os.path.join(root, "DONE")):
+    if cfg.dataset_kind == "synthetic":  # (re)builds when missing or built with other settings
         from synthetic import ensure_synthetic_dataset
         return ensure_synthetic_dataset(cfg)
     if not os.path.isdir(root):
