@@ -179,3 +179,13 @@ def test_generation_refuses_a_corrupt_checkpoint(tiny_trained, tmp_path):
     assert proc.returncode == 2
     assert "cannot load checkpoint" in proc.stderr and "gpt.pt" in proc.stderr
     assert not (tmp_path / "x.npy").exists()
+
+
+def test_bad_input_leaves_an_existing_output_untouched(tiny_trained, tmp_path):
+    out = tmp_path / "keep.npy"
+    np.save(out, np.arange(6.0))
+    before = out.read_bytes()
+    for args in (["--length", "0"], ["--prompt", ""], ["--seconds", "-1"]):
+        proc = _cli(tiny_trained, "--out", out, *args)
+        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert out.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["keep.npy"]
