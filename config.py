@@ -43,32 +43,32 @@ class CompositeConfig:
     # ---- stage 1a: keyframe VQ-VAE ------------------------------------------------------
     vq_codebook_size: int = 256
     vq_code_dim: int = 64
-    vq_width: int = 192  # conv channels
+    vq_width: int = 128  # conv channels
     vq_depth: int = 2  # residual blocks in encoder and decoder
     vq_ema_decay: float = 0.99
     vq_commit_weight: float = 0.02
     vq_vel_loss_weight: float = 0.5  # weight of the keyframe-to-keyframe difference loss
-    vqvae_steps: int = 2000
+    vqvae_steps: int = 1200
 
     # ---- stage 1b: keyframe GPT -------------------------------------------------------
-    gpt_n_layer: int = 4
+    gpt_n_layer: int = 3
     gpt_n_head: int = 4
-    gpt_n_embd: int = 192
+    gpt_n_embd: int = 128
     gpt_dropout: float = 0.1
     gpt_token_corruption: float = 0.1  # fraction of input tokens replaced at random (T2M-GPT)
     gpt_cond_drop: float = 0.1  # probability of dropping the text for classifier-free guidance
-    gpt_steps: int = 3000
+    gpt_steps: int = 1500
 
     # ---- stage 2: diffusion in-betweener ----------------------------------------------
     diff_n_layer: int = 4
     diff_n_head: int = 4
-    diff_n_embd: int = 192
+    diff_n_embd: int = 128
     diff_dropout: float = 0.1
-    diff_patch_size: int = 2  # frames per transformer token
+    diff_patch_size: int = 4  # frames per transformer token
     diff_timesteps: int = 1000  # training diffusion steps
     diff_noise_schedule: Literal["cosine", "linear"] = "cosine"
     diff_cond_drop: float = 0.1  # probability of dropping the text for classifier-free guidance
-    diffusion_steps: int = 4000
+    diffusion_steps: int = 1200
 
     # ---- sampling defaults ------------------------------------------------------------
     temperature: float = 1.0
@@ -82,13 +82,13 @@ class CompositeConfig:
 
     # ---- optimisation -----------------------------------------------------------------
     batch_size: int = 64
-    lr: float = 2e-4
+    lr: float = 5e-4
     weight_decay: float = 0.0
     warmup_steps: int = 100
     grad_clip: float = 1.0
-    eval_interval: int = 500  # steps between validation passes
+    eval_interval: int = 300  # steps between validation passes
     val_batches: int = 8  # batches per validation pass
-    ckpt_interval: int = 500  # steps between checkpoints
+    ckpt_interval: int = 300  # steps between checkpoints
     max_bad_steps: int = 5  # consecutive NaN/inf losses before training stops
 
     # ---- runtime ----------------------------------------------------------------------
@@ -106,6 +106,13 @@ class CompositeConfig:
     eval_mm_repeats: int = 5  # samples per prompt for MultiModality
     t2m_evaluator_path: str = ""  # the field's text-motion matching checkpoint, when present
     glove_path: str = ""  # GloVe folder that the field's evaluator uses
+    evaluator_hidden: int = 256  # conv/GRU width of the in-house matching evaluator and action classifier
+    evaluator_dim: int = 256  # embedding size of the in-house matching evaluator
+    evaluator_lr: float = 1e-3
+    evaluator_temperature: float = 0.1  # InfoNCE temperature over negative Euclidean distances
+    evaluator_max_words: int = 24  # caption words the in-house text encoder reads
+    eval_ddim_steps: str = "5,10,25,50"  # comma-separated DDIM step counts of the speed/quality rows
+    eval_mm_num_prompts: int = 32  # prompts sampled eval_mm_repeats times each for MultiModality
 
     def __post_init__(self) -> None:
         self.validate()
