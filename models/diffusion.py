@@ -1,0 +1,414 @@
+"""Keyframe-conditioned diffusion in-betweener.
+
+`InbetweenDenoiser` is a transformer over frames that predicts the clean motion x0 from a noisy
+one x_t, the timestep, the text embedding and the known keyframes (given as extra input
+channels with a per-feature mask, CondMDI-style, as their linear interpolation, which the
+network refines). Frames are grouped into patches of `diff_patch_size` frames per token; a
+timestep token and a text token are prepended.
+
+`GaussianDiffusion` holds the noise schedule, the x0-prediction training loss and the DDIM /
+DDPM samplers with classifier-free guidance and keyframe imputation, so the sampled motion
+passes exactly through the keyframes.
+"""
+from __future__ import annotations
+
+import math
+from typing import Literal, Sequence, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from config import CompositeConfig
+
+POSITION_TABLE_FRAMES = 1024  # frames covered by the precomputed positional table (longer: computed)
+
+
+def sinusoidal_embedding(positions: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """Transformer sinusoidal embedding of positions (N,) (int or float) -> (N, dim) float32."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32,
+                                                           device=positions.device) / half)
+    angles = positions.float()[:, None] * freqs[None]  # (N, half)
+    emb = torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)
+    if dim % 2:
+        emb = F.pad(emb, (0, 1))
+    return emb
+
+
+def interpolate_keyframes(keyframe_values: torch.Tensor, keyframe_mask: torch.Tensor) -> torch.Tensor:
+    """Per-feature linear interpolation between pinned entries, held constant outside them.
+
+    keyframe_values: (B, T, D); keyframe_mask: (B, T, D) 0/1. Entry (b, t, d) interpolates
+    linearly between the nearest pinned frames before and after t in feature d; before the
+    first / after the last pinned frame it holds that frame's value; a feature with no pinned
+    frame is 0 (the data mean). Returns (B, T, D), equal to keyframe_values at pinned entries.
+    """
+    B, T, D = keyframe_values.shape
+    pinned = keyframe_mask > 0.5
+    frame = torch.arange(T, device=keyframe_values.device)[None, :, None].expand(B, T, D)
+    prev_idx = torch.where(pinned, frame, -1).cummax(dim=1).values  # (B, T, D) last pinned <= t
+    next_idx = torch.where(pinned, frame, T).flip(1).cummin(dim=1).values.flip(1)  # first pinned >= t
+    has_prev, has_next = prev_idx >= 0, next_idx < T
+    prev_val = keyframe_values.gather(1, prev_idx.clamp(min=0))
+    next_val = keyframe_values.gather(1, next_idx.clamp(max=T - 1))
+    span = (next_idx - prev_idx).clamp(min=1).to(keyframe_values.dtype)
+    weight = ((frame - prev_idx).to(keyframe_values.dtype) / span).clamp(0.0, 1.0)
+    between = prev_val + weight * (next_val - prev_val)
+    held = torch.where(has_prev, prev_val, torch.where(has_next, next_val, torch.zeros_like(prev_val)))
+    return torch.where(has_prev & has_next, between, held)
+
+
+class Block(nn.Module):
+    """Pre-LN transformer encoder block with a key-padding mask."""
+
+    def __init__(self, n_embd: int, n_head: int, dropout: float):
+        super().__init__()
+        self.n_head = n_head
+        self.ln_attn = nn.LayerNorm(n_embd)
+        self.qkv = nn.Linear(n_embd, 3 * n_embd)
+        self.proj = nn.Linear(n_embd, n_embd)
+        self.ln_mlp = nn.LayerNorm(n_embd)
+        self.mlp = nn.Sequential(nn.Linear(n_embd, 4 * n_embd), nn.GELU(), nn.Linear(4 * n_embd, n_embd))
+        self.resid_drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
+        """x (B, S, E); attn_mask (B, 1, 1, S) bool, True = key takes part, or None."""
+        B, S, E = x.shape
+        q, k, v = self.qkv(self.ln_attn(x)).view(B, S, 3, self.n_head, E // self.n_head).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        x = x + self.resid_drop(self.proj(y.transpose(1, 2).reshape(B, S, E)))
+        return x + self.resid_drop(self.mlp(self.ln_mlp(x)))
+
+
+class InbetweenDenoiser(nn.Module):
+    """Transformer x0-predictor conditioned on timestep, text and keyframes.
+
+    The keyframe channels are the per-feature linear interpolation of the pinned entries and
+    the mask; the network predicts the residual over that interpolation (zero at init), so an
+    untrained model already in-betweens linearly and training only has to learn the detail.
+    """
+
+    def __init__(self, cfg: CompositeConfig, text_dim: int):
+        super().__init__()
+        E = cfg.diff_n_embd
+        self.feature_dim = cfg.feature_dim
+        self.patch_size = cfg.diff_patch_size
+        self.text_dim = text_dim
+        self.n_embd = E
+        self.in_proj = nn.Linear(3 * cfg.feature_dim * cfg.diff_patch_size, E)
+        self.time_mlp = nn.Sequential(nn.Linear(E, E), nn.SiLU(), nn.Linear(E, E))
+        self.text_proj = nn.Linear(text_dim, E)
+        self.null_text = nn.Parameter(torch.randn(E) * 0.02)  # replaces dropped text (CFG)
+        self.cond_type = nn.Parameter(torch.randn(2, E) * 0.02)  # tells the two cond tokens apart
+        self.blocks = nn.ModuleList(Block(E, cfg.diff_n_head, cfg.diff_dropout) for _ in range(cfg.diff_n_layer))
+        self.ln_f = nn.LayerNorm(E)
+        self.out_proj = nn.Linear(E, cfg.feature_dim * cfg.diff_patch_size)
+        nn.init.zeros_(self.out_proj.weight)  # start at x0 = the keyframe interpolation
+        nn.init.zeros_(self.out_proj.bias)
+        num_patches = math.ceil(POSITION_TABLE_FRAMES / cfg.diff_patch_size)
+        self.register_buffer("pos_table", sinusoidal_embedding(torch.arange(num_patches), E), persistent=False)
+
+    def _positions(self, num_patches: int) -> torch.Tensor:
+        """Sinusoidal encodings of patch positions 0..num_patches-1 -> (num_patches, E)."""
+        if num_patches <= self.pos_table.shape[0]:
+            return self.pos_table[:num_patches]
+        return sinusoidal_embedding(torch.arange(num_patches, device=self.pos_table.device), self.n_embd)
+
+    def forward(self, x_t: torch.Tensor, timesteps: torch.Tensor, text_emb: torch.Tensor,
+                keyframe_values: torch.Tensor, keyframe_mask: torch.Tensor,
+                padding_mask: torch.Tensor | None = None,
+                drop_text: torch.Tensor | None = None) -> torch.Tensor:
+        """Predict x0.
+
+        x_t: (B, T, D) noisy motion; timesteps: (B,) long diffusion steps; text_emb: (B, Dt);
+        keyframe_values: (B, T, D) known values (anything where the mask is 0);
+        keyframe_mask: (B, T, D) float 0/1, 1 where a value is given; padding_mask: (B, T) bool,
+        True at real frames (None: all real); drop_text: (B,) bool, True uses the null text.
+        Returns x0_pred (B, T, D).
+        """
+        B, T, D = x_t.shape
+        if D != self.feature_dim or keyframe_values.shape != x_t.shape or keyframe_mask.shape != x_t.shape:
+            raise ValueError(f"denoiser inputs x_t, keyframe_values, keyframe_mask must all be "
+                             f"(B, T, {self.feature_dim}), got {tuple(x_t.shape)}, "
+                             f"{tuple(keyframe_values.shape)}, {tuple(keyframe_mask.shape)}")
+        if text_emb.shape != (B, self.text_dim):
+            raise ValueError(f"text_emb must be (B, {self.text_dim}) = ({B}, {self.text_dim}), "
+                             f"got {tuple(text_emb.shape)}")
+        P = self.patch_size
+        pad = (-T) % P
+        interp = interpolate_keyframes(keyframe_values, keyframe_mask)  # (B, T, D)
+        h = torch.cat([x_t, interp, keyframe_mask], dim=-1)  # (B, T, 3D)
+        if padding_mask is not None:  # padding frames read as zeros, as if the batch ended there
+            h = h * padding_mask[..., None].to(h.dtype)
+        if pad:
+            h = F.pad(h, (0, 0, 0, pad))
+        num_patches = (T + pad) // P
+        h = self.in_proj(h.reshape(B, num_patches, P * 3 * D)) + self._positions(num_patches)  # (B, n, E)
+
+        time_tok = self.time_mlp(sinusoidal_embedding(timesteps, self.n_embd))  # (B, E)
+        text_tok = self.text_proj(text_emb)  # (B, E)
+        if drop_text is not None:
+            text_tok = torch.where(drop_text[:, None], self.null_text.to(text_tok.dtype), text_tok)
+        cond = torch.stack([time_tok, text_tok], dim=1) + self.cond_type  # (B, 2, E)
+        x = torch.cat([cond, h], dim=1)  # (B, 2+n, E)
+
+        attn_mask = None
+        if padding_mask is not None and not bool(padding_mask.all()):
+            valid = F.pad(padding_mask.bool(), (0, pad), value=False)
+            patch_valid = valid.view(B, num_patches, P).any(dim=-1)  # (B, n)
+            keys = torch.cat([torch.ones(B, 2, dtype=torch.bool, device=x.device), patch_valid], dim=1)
+            attn_mask = keys[:, None, None, :]  # (B, 1, 1, 2+n)
+        for block in self.blocks:
+            x = block(x, attn_mask)
+        residual = self.out_proj(self.ln_f(x[:, 2:]))  # (B, n, P*D)
+        return interp + residual.reshape(B, num_patches * P, D)[:, :T]
+
+
+# ---------------------------------------------------------------------------------------
+def make_beta_schedule(kind: Literal["cosine", "linear"], num_timesteps: int) -> torch.Tensor:
+    """Noise variances beta_t (num_timesteps,) float64: cosine (Nichol & Dhariwal) or linear (DDPM)."""
+    if kind == "cosine":
+        steps = torch.arange(num_timesteps + 1, dtype=torch.float64) / num_timesteps
+        alpha_bar = torch.cos((steps + 0.008) / 1.008 * math.pi / 2) ** 2
+        return (1.0 - alpha_bar[1:] / alpha_bar[:-1]).clamp(max=0.999)
+    if kind == "linear":
+        scale = 1000.0 / num_timesteps
+        return torch.linspace(scale * 1e-4, scale * 0.02, num_timesteps, dtype=torch.float64)
+    raise ValueError(f"noise schedule must be 'cosine' or 'linear', got {kind!r}")
+
+
+Generators = Union[torch.Generator, Sequence[torch.Generator], None]
+
+
+def _noise(shape, generator: Generators, device, dtype=torch.float32,
+           lengths: Sequence[int] | None = None) -> torch.Tensor:
+    """Standard normal noise (B, T, D) drawn from `generator` and moved to `device`.
+
+    A list of B generators draws each row from its own generator, only over its `lengths[b]`
+    real frames (padding stays zero), so a row's noise does not depend on the rest of the batch.
+    """
+    if generator is None or isinstance(generator, torch.Generator):
+        gen_device = generator.device if generator is not None else device
+        return torch.randn(shape, generator=generator, device=gen_device, dtype=dtype).to(device)
+    B, T, D = shape
+    if len(generator) != B:
+        raise ValueError(f"got {len(generator)} generators for a batch of {B}")
+    noise = torch.zeros(shape, device=device, dtype=dtype)
+    for row, (gen, n) in enumerate(zip(generator, lengths if lengths is not None else [T] * B)):
+        noise[row, :n] = torch.randn((n, D), generator=gen, device=gen.device, dtype=dtype).to(device)
+    return noise
+
+
+class GaussianDiffusion(nn.Module):
+    """Gaussian diffusion around an x0-predicting `InbetweenDenoiser` (held as `self.model`)."""
+
+    def __init__(self, cfg: CompositeConfig, model: InbetweenDenoiser):
+        super().__init__()
+        self.cfg = cfg
+        self.model = model
+        self.num_timesteps = cfg.diff_timesteps
+        self.cond_drop = cfg.diff_cond_drop
+        betas = make_beta_schedule(cfg.diff_noise_schedule, cfg.diff_timesteps)
+        alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
+        self.register_buffer("betas", betas.float(), persistent=False)
+        self.register_buffer("alphas_cumprod", alphas_cumprod.float(), persistent=False)
+        self.register_buffer("sqrt_alphas_cumprod", alphas_cumprod.sqrt().float(), persistent=False)
+        self.register_buffer("sqrt_one_minus_alphas_cumprod", (1.0 - alphas_cumprod).sqrt().float(),
+                             persistent=False)
+        self._alphas_cumprod_list = alphas_cumprod.tolist()  # python floats for the samplers
+
+    @staticmethod
+    def _full_mask(keyframe_mask: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Keyframe mask (B, T) or (B, T, D) -> (B, T, D) float 0/1 shaped like x."""
+        if keyframe_mask.dim() == 2:
+            keyframe_mask = keyframe_mask[..., None].expand_as(x)
+        if keyframe_mask.shape != x.shape:
+            raise ValueError(f"keyframe_mask must be (B, T) or (B, T, D) = {tuple(x.shape)}, "
+                             f"got {tuple(keyframe_mask.shape)}")
+        return (keyframe_mask > 0.5).to(x.dtype)
+
+    def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """Noise clean x0 (B, T, D) to step t (B,) long: sqrt(ab_t) x0 + sqrt(1 - ab_t) noise."""
+        return (self.sqrt_alphas_cumprod[t][:, None, None] * x0
+                + self.sqrt_one_minus_alphas_cumprod[t][:, None, None] * noise)
+
+    def training_loss(self, x0: torch.Tensor, text_emb: torch.Tensor, keyframe_mask: torch.Tensor,
+                      padding_mask: torch.Tensor) -> dict:
+        """x0-prediction loss on a batch.
+
+        x0: (B, T, D) normalised clean motions (padding frames anything); text_emb: (B, Dt);
+        keyframe_mask: (B, T) or (B, T, D) 0/1, the entries given to the model as keyframes
+        (e.g. from `sample_training_keyframe_mask`); padding_mask: (B, T) bool, True at real frames.
+        Draws t uniformly, drops the text with probability diff_cond_drop, and returns
+        dict(loss: MSE over real frames, mse_inbetween: MSE over real entries that are not
+        keyframes, detached).
+        """
+        B, T, D = x0.shape
+        if padding_mask.shape != (B, T):
+            raise ValueError(f"padding_mask must be (B, T) = ({B}, {T}), got {tuple(padding_mask.shape)}")
+        valid = padding_mask[..., None].to(x0.dtype)  # (B, T, 1)
+        keyframe_mask = self._full_mask(keyframe_mask, x0) * valid  # (B, T, D)
+        t = torch.randint(0, self.num_timesteps, (B,), device=x0.device)
+        x_t = self.q_sample(x0, t, torch.randn_like(x0))
+        drop_text = torch.rand(B, device=x0.device) < self.cond_drop
+        x0_pred = self.model(x_t, t, text_emb, x0 * keyframe_mask, keyframe_mask, padding_mask, drop_text)
+        sq_err = (x0_pred - x0).pow(2) * valid  # (B, T, D)
+        loss = sq_err.sum() / (valid.sum() * D).clamp_min(1.0)
+        free = valid - keyframe_mask
+        mse_inbetween = (sq_err.detach() * free).sum() / free.sum().clamp_min(1.0)
+        return dict(loss=loss, mse_inbetween=mse_inbetween)
+
+    # ------------------------------------------------------------------------------------
+    def sample_timesteps(self, num_steps: int) -> list[int]:
+        """Strided descending timesteps ("trailing" spacing): T-1, ..., T/num_steps - 1."""
+        if not 1 <= num_steps <= self.num_timesteps:
+            raise ValueError(f"num_steps must be in [1, {self.num_timesteps}], got {num_steps}")
+        stride = self.num_timesteps / num_steps
+        return [int(round(self.num_timesteps - i * stride)) - 1 for i in range(num_steps)]
+
+    @torch.inference_mode()
+    def sample(self, text_emb: torch.Tensor, keyframe_values: torch.Tensor, keyframe_mask: torch.Tensor,
+               padding_mask: torch.Tensor | None = None, num_steps: int | None = None,
+               guidance_scale: float | None = None, method: Literal["ddim", "ddpm"] = "ddim",
+               eta: float = 0.0, generator: Generators = None) -> torch.Tensor:
+        """Sample motions that pass through the given keyframes.
+
+        text_emb: (B, Dt) text embeddings.
+        keyframe_values: (B, T, D) normalised feature values of the keyframes (ignored where
+            keyframe_mask is 0).
+        keyframe_mask: (B, T, D) or (B, T) 0/1; 1 marks a pinned entry. A per-feature mask pins
+            part of a frame (e.g. only the position dims).
+        padding_mask: (B, T) bool, True at real frames; None: all frames real.
+        num_steps: denoising steps over a strided subsequence of the training timesteps
+            (default cfg.num_inbetween_steps).
+        guidance_scale: classifier-free guidance s on text, x0 = u + s * (c - u); 1.0 runs no
+            unconditional rows (default cfg.guidance_scale).
+        method: "ddim" (deterministic for eta=0) or "ddpm" (ancestral posterior sampling on the
+            same strided timesteps).
+        eta: DDIM noise level (0: deterministic, 1: DDPM-like); ignored by "ddpm".
+        generator: torch.Generator for reproducible noise, or one per row (each row's noise is
+            then drawn from its own generator over its real frames only, so a batch reproduces
+            its rows sampled one by one).
+        Every step replaces the predicted x0 by keyframe_values at pinned entries before
+        stepping, and the result equals keyframe_values exactly there.
+        Returns x0 (B, T, D); padding frames are zero.
+        """
+        if method not in ("ddim", "ddpm"):
+            raise ValueError(f"method must be 'ddim' or 'ddpm', got {method!r}")
+        if keyframe_values.dim() != 3:
+            raise ValueError(f"keyframe_values must be (B, T, D), got {tuple(keyframe_values.shape)}")
+        num_steps = self.cfg.num_inbetween_steps if num_steps is None else num_steps
+        guidance_scale = self.cfg.guidance_scale if guidance_scale is None else guidance_scale
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            return self._sample(text_emb, keyframe_values, keyframe_mask, padding_mask, num_steps,
+                                guidance_scale, method, eta, generator)
+        finally:
+            self.model.train(was_training)
+
+    def _sample(self, text_emb, keyframe_values, keyframe_mask, padding_mask, num_steps,
+                guidance_scale, method, eta, generator) -> torch.Tensor:
+        B, T, D = keyframe_values.shape
+        device = keyframe_values.device
+        if padding_mask is None:
+            padding_mask = torch.ones(B, T, dtype=torch.bool, device=device)
+        if padding_mask.shape != (B, T):
+            raise ValueError(f"padding_mask must be (B, T) = ({B}, {T}), got {tuple(padding_mask.shape)}")
+        mask = self._full_mask(keyframe_mask, keyframe_values) * padding_mask[..., None]  # (B, T, D)
+        pinned = mask.bool()
+        values = keyframe_values * mask  # (B, T, D)
+
+        use_cfg = guidance_scale != 1.0
+        if use_cfg:  # conditional rows, then unconditional rows, in one batch
+            rows_text = torch.cat([text_emb, text_emb])
+            rows_values, rows_mask = torch.cat([values, values]), torch.cat([mask, mask])
+            rows_padding = torch.cat([padding_mask, padding_mask])
+            drop_text = torch.arange(2 * B, device=device) >= B
+        else:
+            rows_text, rows_values, rows_mask, rows_padding, drop_text = text_emb, values, mask, padding_mask, None
+
+        ab = self._alphas_cumprod_list
+        timesteps = self.sample_timesteps(num_steps)
+        lengths = padding_mask.sum(1).tolist()
+        x = _noise((B, T, D), generator, device, keyframe_values.dtype, lengths)  # x_T
+        for i, t in enumerate(timesteps):
+            rows_x = torch.cat([x, x]) if use_cfg else x
+            t_rows = torch.full((rows_x.shape[0],), t, dtype=torch.long, device=device)
+            pred = self.model(rows_x, t_rows, rows_text, rows_values, rows_mask, rows_padding, drop_text)
+            if use_cfg:
+                pred_cond, pred_uncond = pred[:B], pred[B:]
+                pred = pred_uncond + guidance_scale * (pred_cond - pred_uncond)
+            x0 = torch.where(pinned, values, pred)  # keyframe imputation
+            if i + 1 == len(timesteps):
+                x = x0
+                break
+            t_prev = timesteps[i + 1]
+            ab_t, ab_prev = ab[t], ab[t_prev]
+            eps = (x - math.sqrt(ab_t) * x0) / math.sqrt(1.0 - ab_t)
+            if method == "ddim":
+                sigma = eta * math.sqrt((1.0 - ab_prev) / (1.0 - ab_t) * (1.0 - ab_t / ab_prev))
+                x = math.sqrt(ab_prev) * x0 + math.sqrt(max(1.0 - ab_prev - sigma ** 2, 0.0)) * eps
+                if sigma > 0:
+                    x = x + sigma * _noise(x.shape, generator, device, x.dtype, lengths)
+            else:
+                beta = 1.0 - ab_t / ab_prev  # the strided step's effective beta
+                coef_x0 = math.sqrt(ab_prev) * beta / (1.0 - ab_t)
+                coef_xt = math.sqrt(1.0 - beta) * (1.0 - ab_prev) / (1.0 - ab_t)
+                std = math.sqrt(beta * (1.0 - ab_prev) / (1.0 - ab_t))
+                x = coef_x0 * x0 + coef_xt * x + std * _noise(x.shape, generator, device, x.dtype, lengths)
+        x = torch.where(pinned, values, x)
+        return x * padding_mask[..., None].to(x.dtype)
+
+
+# ---------------------------------------------------------------------------------------
+# Mixture of keyframe patterns seen in training (probabilities per motion).
+_P_REAL, _P_SPARSE, _P_DENSE, _P_RANDOM = 0.55, 0.15, 0.05, 0.15  # the rest: no keyframes
+_P_POSITIONS_ONLY = 0.1  # of motions with keyframes: pin only root height + joint positions
+
+
+def _uniform(shape, generator: torch.Generator | None, device) -> torch.Tensor:
+    gen_device = generator.device if generator is not None else device
+    return torch.rand(shape, generator=generator, device=gen_device).to(device)
+
+
+def sample_training_keyframe_mask(lengths: torch.Tensor, T: int, interval: int, feature_dim: int,
+                                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """Random keyframe masks for training the in-betweener.
+
+    lengths: (B,) long real frame counts (<= T); T: padded frame count; interval: the real
+    keyframe interval; feature_dim: D. Per motion: with prob 0.55 the real pattern (every
+    `interval` frames from 0, plus the last real frame), 0.15 a sparser one (2x or 3x interval),
+    0.05 a denser one, 0.15 random frames, 0.10 no keyframes (text-only in-betweening). Of
+    motions with keyframes, 10% pin only the position dims [3 : 4 + 3*(J-1)] (root height and
+    root-relative joint positions). Returns (B, T, D) float 0/1, zero at padding frames.
+    """
+    B = lengths.shape[0]
+    device = lengths.device
+    frame = torch.arange(T, device=device)[None]  # (1, T)
+    valid = frame < lengths[:, None]  # (B, T)
+    last = frame == (lengths - 1)[:, None]
+
+    mode = _uniform(B, generator, device)
+    sparse = (mode >= _P_REAL) & (mode < _P_REAL + _P_SPARSE)
+    dense = (mode >= _P_REAL + _P_SPARSE) & (mode < _P_REAL + _P_SPARSE + _P_DENSE)
+    random_frames = (mode >= _P_REAL + _P_SPARSE + _P_DENSE) & (mode < _P_REAL + _P_SPARSE + _P_DENSE + _P_RANDOM)
+    no_frames = mode >= _P_REAL + _P_SPARSE + _P_DENSE + _P_RANDOM
+
+    step = torch.full((B,), interval, dtype=torch.long, device=device)
+    sparse_factor = 2 + (_uniform(B, generator, device) < 0.5).long()  # 2 or 3
+    dense_step = (1 + (_uniform(B, generator, device) * (interval - 1)).long()).clamp(1, max(interval - 1, 1))
+    step = torch.where(sparse, interval * sparse_factor, step)
+    step = torch.where(dense, dense_step, step)
+    structured = (frame % step[:, None] == 0) | last  # (B, T)
+    density = 0.05 + 0.25 * _uniform(B, generator, device)  # (B,)
+    scattered = _uniform((B, T), generator, device) < density[:, None]
+    frames = torch.where(random_frames[:, None], scattered, structured) & valid & ~no_frames[:, None]
+
+    num_joints = (feature_dim + 1) // 12
+    position_dims = torch.zeros(feature_dim, device=device)
+    position_dims[3:4 + 3 * (num_joints - 1)] = 1.0
+    positions_only = _uniform(B, generator, device) < _P_POSITIONS_ONLY  # (B,)
+    dims = torch.where(positions_only[:, None], position_dims[None], torch.ones_like(position_dims)[None])
+    return frames[..., None].float() * dims[:, None, :]  # (B, T, D)

@@ -1,0 +1,366 @@
+"""Tests of the three models on tiny configs: shapes, round trips, sampler contracts."""
+import pytest
+import torch
+
+from config import CompositeConfig
+from models.diffusion import (GaussianDiffusion, InbetweenDenoiser, interpolate_keyframes,
+                              sample_training_keyframe_mask)
+from models.gpt import MotionGPT, num_keyframes
+from models.vqvae import KeyframeVQVAE
+
+D = 263
+TEXT_DIM = 24
+
+
+@pytest.fixture(scope="module")
+def cfg() -> CompositeConfig:
+    return CompositeConfig(vq_codebook_size=32, vq_code_dim=16, vq_width=32, vq_depth=2,
+                           gpt_n_layer=2, gpt_n_head=2, gpt_n_embd=32, diff_n_layer=2, diff_n_head=2,
+                           diff_n_embd=32, diff_patch_size=2, diff_timesteps=100, num_inbetween_steps=5)
+
+
+def real_keyframes(length: int, interval: int) -> list[int]:
+    idx = list(range(0, length, interval))
+    return idx if idx[-1] == length - 1 else idx + [length - 1]
+
+
+def test_num_keyframes_matches_layout():
+    for length in [1, 2, 5, 6, 7, 40, 119, 120, 121, 196, 512]:
+        assert num_keyframes(length, 5) == len(real_keyframes(length, 5))
+
+
+# ---- VQ-VAE -------------------------------------------------------------------------------
+def test_vqvae_forward_backward_shapes(cfg):
+    torch.manual_seed(0)
+    vq = KeyframeVQVAE(cfg)
+    x = torch.randn(3, 12, D)
+    mask = torch.ones(3, 12, dtype=torch.bool)
+    mask[1, 9:] = False
+    out = vq(x, mask)
+    assert out["recon"].shape == (3, 12, D)
+    assert out["codes"].shape == (3, 12) and out["codes"].dtype == torch.long
+    assert 0 <= int(out["codes"].min()) and int(out["codes"].max()) < cfg.vq_codebook_size
+    for key in ["loss", "loss_recon", "loss_commit", "perplexity"]:
+        assert out[key].dim() == 0 and torch.isfinite(out[key])
+    out["loss"].backward()
+    assert vq.encoder.conv_in.weight.grad is not None and vq.decoder.conv_out.weight.grad.abs().sum() > 0
+
+
+def test_vqvae_round_trip_equals_forward_in_eval(cfg):
+    torch.manual_seed(0)
+    vq = KeyframeVQVAE(cfg)
+    vq.train()
+    x = torch.randn(4, 10, D)
+    vq(x)  # initialises the codebook from latents
+    vq.eval()
+    mask = torch.ones(4, 10, dtype=torch.bool)
+    mask[2, 6:] = False
+    out = vq(x, mask)
+    codes = vq.encode(x, mask)
+    assert torch.equal(codes, out["codes"])
+    recon = vq.decode(codes, mask)
+    assert torch.allclose(recon[mask], out["recon"][mask], atol=1e-5)
+
+
+def test_vqvae_padding_does_not_leak(cfg):
+    torch.manual_seed(0)
+    vq = KeyframeVQVAE(cfg).eval()
+    x = torch.randn(2, 9, D)
+    mask = torch.ones(2, 9, dtype=torch.bool)
+    mask[0, 6:] = False
+    x_garbage = x.clone()
+    x_garbage[0, 6:] = 100.0
+    alone = vq(x[:1, :6])["recon"]
+    padded = vq(x_garbage, mask)["recon"]
+    assert torch.allclose(padded[0, :6], alone[0], atol=1e-5)
+
+
+def test_vqvae_dead_code_reset(cfg):
+    torch.manual_seed(0)
+    vq = KeyframeVQVAE(cfg).train()
+    x = torch.randn(4, 16, D)
+    vq(x)
+    q = vq.quantizer
+    with torch.no_grad():
+        q.codebook[:4] = 1e3  # far from every latent: never chosen
+        q.ema_sum[:4] = 1e3 * q.ema_count[:4, None]
+        q.ema_count[:4] = 0.5
+    vq(x)
+    with torch.no_grad():
+        latents = vq.encoder(x.transpose(1, 2), torch.ones(4, 1, 16)).transpose(1, 2).reshape(-1, cfg.vq_code_dim)
+    gap = torch.cdist(q.codebook[:4], latents).min(dim=1).values
+    assert gap.max() < 1e-3  # re-initialised onto latents of the batch
+    assert torch.all(q.ema_count[:4] == 1.0)
+
+
+def test_vqvae_codebook_usage(cfg):
+    torch.manual_seed(0)
+    vq = KeyframeVQVAE(cfg).eval()
+    vq.reset_usage()
+    assert vq.codebook_usage() == dict(perplexity=0.0, used_fraction=0.0)
+    codes = vq.encode(torch.randn(2, 20, D))
+    usage = vq.codebook_usage()
+    assert usage["used_fraction"] == len(codes.unique()) / cfg.vq_codebook_size
+    assert 1.0 <= usage["perplexity"] <= cfg.vq_codebook_size
+    with pytest.raises(ValueError):
+        vq.decode(torch.full((1, 3), cfg.vq_codebook_size))
+
+
+# ---- GPT ----------------------------------------------------------------------------------
+def make_gpt(cfg) -> MotionGPT:
+    torch.manual_seed(0)
+    return MotionGPT(cfg, TEXT_DIM).eval()
+
+
+def test_gpt_forward_backward_shapes(cfg):
+    gpt = make_gpt(cfg).train()
+    N = cfg.vq_codebook_size
+    num_tokens = torch.tensor([6, 3])
+    tokens = torch.randint(0, N, (2, 6))
+    tokens[1, 3:] = gpt.pad_id
+    targets = torch.full((2, 7), -100)
+    targets[0, :6], targets[0, 6] = tokens[0], gpt.end_id
+    targets[1, :3], targets[1, 3] = tokens[1, :3], gpt.end_id
+    logits, loss = gpt(torch.randn(2, TEXT_DIM), tokens, num_tokens, targets)
+    assert logits.shape == (2, 7, N + 2)
+    assert torch.isfinite(loss)
+    loss.backward()
+    assert gpt.tok_emb.weight.grad is not None and gpt.len_emb.weight.grad.abs().sum() > 0
+    assert gpt(torch.randn(2, TEXT_DIM), tokens, num_tokens)[1] is None
+
+
+def test_gpt_causal_rows_independent_of_padding(cfg):
+    gpt = make_gpt(cfg)
+    text = torch.randn(2, TEXT_DIM)
+    tokens = torch.randint(0, cfg.vq_codebook_size, (2, 8))
+    num_tokens = torch.tensor([8, 5])
+    full, _ = gpt(text, tokens, num_tokens)
+    alone, _ = gpt(text[1:], tokens[1:, :5], num_tokens[1:])
+    assert torch.allclose(full[1, :6], alone[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("guidance_scale", [1.0, 2.5])
+def test_gpt_kv_cache_matches_uncached(cfg, guidance_scale):
+    gpt = make_gpt(cfg)
+    text = torch.randn(3, TEXT_DIM)
+    num_tokens = torch.tensor([9, 4, 7])
+    kwargs = dict(temperature=1.0, top_k=20, top_p=0.95, guidance_scale=guidance_scale)
+    cached = gpt.sample(text, num_tokens, generator=torch.Generator().manual_seed(3), **kwargs)
+    uncached = gpt.sample(text, num_tokens, generator=torch.Generator().manual_seed(3),
+                          use_kv_cache=False, **kwargs)
+    assert torch.equal(cached, uncached)
+    again = gpt.sample(text, num_tokens, generator=torch.Generator().manual_seed(3), **kwargs)
+    assert torch.equal(cached, again)
+
+
+def test_gpt_exact_length_and_no_special_tokens(cfg):
+    gpt = make_gpt(cfg)
+    N = cfg.vq_codebook_size
+    bias = torch.zeros(N + 2)
+    bias[N:] = 100.0  # make END and PAD by far the most likely tokens
+    gpt.head.bias = torch.nn.Parameter(bias)
+    num_tokens = torch.tensor([1, 12, 5, 8])
+    tokens = gpt.sample(torch.randn(4, TEXT_DIM), num_tokens, guidance_scale=2.0,
+                        generator=torch.Generator().manual_seed(0))
+    assert tokens.shape == (4, 12)
+    for row, n in zip(tokens, num_tokens.tolist()):
+        assert torch.all((row[:n] >= 0) & (row[:n] < N))
+        assert torch.all(row[n:] == gpt.pad_id)
+    greedy = gpt.sample(torch.randn(4, TEXT_DIM), num_tokens, temperature=0.0)
+    assert int(greedy[0, 0]) < N
+
+
+def test_gpt_pinned_tokens(cfg):
+    gpt = make_gpt(cfg)
+    text = torch.randn(2, TEXT_DIM)
+    num_tokens = torch.tensor([10, 7])
+    pinned = torch.full((2, 10), -1)
+    pinned[:, :3] = torch.tensor([[1, 2, 3], [4, 5, 6]])  # a common pinned prefix (one pass)
+    pinned[0, 6], pinned[1, 4], pinned[0, 9] = 11, 12, 13
+    kwargs = dict(guidance_scale=1.5, pinned_tokens=pinned)
+    out = gpt.sample(text, num_tokens, generator=torch.Generator().manual_seed(1), **kwargs)
+    keep = (pinned >= 0) & (torch.arange(10)[None] < num_tokens[:, None])
+    assert torch.equal(out[keep], pinned[keep])
+    uncached = gpt.sample(text, num_tokens, generator=torch.Generator().manual_seed(1),
+                          use_kv_cache=False, **kwargs)
+    assert torch.equal(out, uncached)
+    everything = torch.randint(0, cfg.vq_codebook_size, (2, 10))
+    assert torch.equal(gpt.sample(text, torch.tensor([10, 10]), pinned_tokens=everything), everything)
+
+
+def test_gpt_batch_with_row_generators_equals_rows_alone(cfg):
+    gpt = make_gpt(cfg)
+    text = torch.randn(3, TEXT_DIM)
+    num_tokens = torch.tensor([9, 4, 7])
+    generators = [torch.Generator().manual_seed(10 + row) for row in range(3)]
+    batch = gpt.sample(text, num_tokens, guidance_scale=2.0, generator=generators)
+    for row in range(3):
+        alone = gpt.sample(text[row:row + 1], num_tokens[row:row + 1], guidance_scale=2.0,
+                           generator=torch.Generator().manual_seed(10 + row))
+        assert torch.equal(batch[row, :int(num_tokens[row])], alone[0])
+
+
+def test_gpt_bad_input(cfg):
+    gpt = make_gpt(cfg)
+    with pytest.raises(ValueError):
+        gpt.sample(torch.randn(1, TEXT_DIM), torch.tensor([0]))
+    with pytest.raises(ValueError):
+        gpt.sample(torch.randn(1, TEXT_DIM + 1), torch.tensor([3]))
+    with pytest.raises(ValueError):
+        gpt.sample(torch.randn(1, TEXT_DIM), torch.tensor([3]), pinned_tokens=torch.full((1, 3), 99))
+
+
+# ---- diffusion ------------------------------------------------------------------------------
+def make_diffusion(cfg) -> GaussianDiffusion:
+    torch.manual_seed(0)
+    return GaussianDiffusion(cfg, InbetweenDenoiser(cfg, TEXT_DIM))
+
+
+def test_interpolate_keyframes():
+    values = torch.zeros(1, 7, 3)
+    values[0, 1, 0], values[0, 5, 0] = 2.0, 6.0  # feature 0 pinned at frames 1 and 5
+    values[0, 3, 1] = 4.0  # feature 1 pinned at frame 3 only
+    mask = torch.zeros(1, 7, 3)
+    mask[0, 1, 0] = mask[0, 5, 0] = mask[0, 3, 1] = 1.0
+    values_noisy = values + 100.0 * (1 - mask)  # values at unpinned entries must not matter
+    out = interpolate_keyframes(values_noisy, mask)
+    assert torch.allclose(out[0, :, 0], torch.tensor([2.0, 2.0, 3.0, 4.0, 5.0, 6.0, 6.0]))
+    assert torch.allclose(out[0, :, 1], torch.full((7,), 4.0))
+    assert torch.all(out[0, :, 2] == 0)
+
+
+def test_denoiser_forward_backward_shapes(cfg):
+    diffusion = make_diffusion(cfg)
+    x0 = torch.randn(2, 15, D)  # odd T: padded up to the patch size inside
+    padding = torch.ones(2, 15, dtype=torch.bool)
+    padding[1, 11:] = False
+    pred = diffusion.model(x0, torch.tensor([3, 50]), torch.randn(2, TEXT_DIM), x0, torch.zeros_like(x0),
+                           padding, torch.tensor([False, True]))
+    assert pred.shape == (2, 15, D)
+    out = diffusion.training_loss(x0, torch.randn(2, TEXT_DIM), torch.ones(2, 15), padding)
+    assert torch.isfinite(out["loss"])
+    out["loss"].backward()
+    assert diffusion.model.in_proj.weight.grad is not None
+
+
+def test_denoiser_ignores_padding_frames(cfg):
+    diffusion = make_diffusion(cfg)
+    with torch.no_grad():
+        torch.nn.init.normal_(diffusion.model.out_proj.weight, std=0.1)
+    model = diffusion.model.eval()
+    x = torch.randn(2, 16, D)
+    padding = torch.ones(2, 16, dtype=torch.bool)
+    padding[0, 10:] = False
+    x_garbage = x.clone()
+    x_garbage[0, 10:] = 50.0
+    args = (torch.tensor([10, 10]), torch.randn(2, TEXT_DIM))
+    zeros = torch.zeros_like(x)
+    a = model(x, *args, zeros, zeros, padding)
+    b = model(x_garbage, *args, zeros, zeros, padding)
+    assert torch.allclose(a[0, :10], b[0, :10], atol=1e-5)
+    assert not torch.allclose(a[0, :10], model(x_garbage, *args, zeros, zeros, None)[0, :10], atol=1e-3)
+
+
+@pytest.mark.parametrize("method,guidance_scale", [("ddim", 1.0), ("ddim", 2.0), ("ddpm", 2.0)])
+def test_sampling_imputes_keyframes_exactly(cfg, method, guidance_scale):
+    diffusion = make_diffusion(cfg)
+    with torch.no_grad():
+        torch.nn.init.normal_(diffusion.model.out_proj.weight, std=0.1)
+    B, T = 2, 21
+    values = torch.randn(B, T, D)
+    mask = torch.zeros(B, T, D)
+    mask[:, ::5] = 1.0
+    mask[:, T - 1] = 1.0
+    mask[1, 7, 3:67] = 1.0  # a partial (position dims only) keyframe
+    padding = torch.ones(B, T, dtype=torch.bool)
+    padding[1, 18:] = False
+    mask[1, 18:] = 0.0
+    out = diffusion.sample(torch.randn(B, TEXT_DIM), values, mask, padding, num_steps=4,
+                           guidance_scale=guidance_scale, method=method,
+                           generator=torch.Generator().manual_seed(0))
+    pinned = mask.bool()
+    assert out.shape == (B, T, D) and torch.isfinite(out).all()
+    assert torch.equal(out[pinned], values[pinned])
+    assert not torch.allclose(out[1, 7, 67:], values[1, 7, 67:])  # unpinned dims were sampled
+    assert torch.all(out[1, 18:] == 0)
+    again = diffusion.sample(torch.randn(B, TEXT_DIM), values, mask, padding, num_steps=4,
+                             guidance_scale=guidance_scale, method=method,
+                             generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out[pinned], again[pinned])
+
+
+def test_sampling_batch_with_row_generators_equals_rows_alone(cfg):
+    diffusion = make_diffusion(cfg)
+    with torch.no_grad():
+        torch.nn.init.normal_(diffusion.model.out_proj.weight, std=0.1)
+    lengths = [15, 9]  # odd: the last patch of each row is half padding
+    T = max(lengths)
+    values = torch.randn(2, T, D)
+    mask = torch.zeros(2, T, D)
+    padding = torch.zeros(2, T, dtype=torch.bool)
+    for row, n in enumerate(lengths):
+        mask[row, [0, 5, n - 1]] = 1.0
+        padding[row, :n] = True
+    text = torch.randn(2, TEXT_DIM)
+    kwargs = dict(num_steps=3, guidance_scale=2.0, method="ddpm")
+    batch = diffusion.sample(text, values, mask, padding, generator=[torch.Generator().manual_seed(row)
+                                                                      for row in range(2)], **kwargs)
+    for row, n in enumerate(lengths):
+        alone = diffusion.sample(text[row:row + 1], values[row:row + 1, :n], mask[row:row + 1, :n], None,
+                                 generator=[torch.Generator().manual_seed(row)], **kwargs)
+        assert torch.allclose(batch[row, :n], alone[0], atol=1e-4)
+
+
+def test_sample_timesteps_and_eta(cfg):
+    diffusion = make_diffusion(cfg)
+    assert diffusion.sample_timesteps(4) == [99, 74, 49, 24]
+    assert diffusion.sample_timesteps(1) == [99]
+    assert len(set(diffusion.sample_timesteps(100))) == 100
+    with pytest.raises(ValueError):
+        diffusion.sample_timesteps(0)
+    values, mask = torch.zeros(1, 8, D), torch.zeros(1, 8, D)
+    out = diffusion.sample(torch.randn(1, TEXT_DIM), values, mask, None, num_steps=3, eta=1.0)
+    assert out.shape == (1, 8, D) and torch.isfinite(out).all()
+
+
+def test_diffusion_overfits_tiny_batch(cfg):
+    diffusion = make_diffusion(cfg)
+    torch.manual_seed(0)
+    frame = torch.arange(12.0)[None, :, None]
+    x0 = torch.randn(4, 1, D) * torch.sin(2 * torch.pi * frame / 4 + torch.randn(4, 1, D))  # (4, 12, D)
+    text = torch.randn(4, TEXT_DIM)
+    padding = torch.ones(4, 12, dtype=torch.bool)
+    keyframes = torch.zeros(4, 12)
+    keyframes[:, ::5] = 1.0
+    opt = torch.optim.Adam(diffusion.model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(40):
+        loss = diffusion.training_loss(x0, text, keyframes, padding)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5
+
+
+def test_training_keyframe_mask():
+    B, T, interval = 400, 40, 5
+    lengths = torch.randint(12, T + 1, (B,), generator=torch.Generator().manual_seed(1))
+    mask = sample_training_keyframe_mask(lengths, T, interval, D, generator=torch.Generator().manual_seed(0))
+    assert mask.shape == (B, T, D)
+    assert set(mask.unique().tolist()) <= {0.0, 1.0}
+    frames = torch.arange(T)[None] < lengths[:, None]
+    assert torch.all(mask[~frames] == 0)
+    any_dim = mask.amax(dim=-1)  # (B, T) frames with a keyframe
+    real_rows = 0
+    for b in range(B):
+        if any_dim[b].nonzero().flatten().tolist() == real_keyframes(int(lengths[b]), interval):
+            real_rows += 1
+    assert 0.45 * B < real_rows < 0.75 * B
+    assert (any_dim.sum(1) == 0).float().mean() > 0.05  # some text-only rows
+    dims_used = mask.amax(dim=1)  # (B, D)
+    positions_only = (dims_used[:, 3:67].amin(dim=1) == 1) & (dims_used[:, 67:].amax(dim=1) == 0) & (
+        dims_used[:, :3].amax(dim=1) == 0)
+    assert positions_only.sum() > 0
+    again = sample_training_keyframe_mask(lengths, T, interval, D, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(again, mask)
