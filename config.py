@@ -106,8 +106,9 @@ class CompositeConfig:
     eval_mm_repeats: int = 5  # samples per prompt for MultiModality
     t2m_evaluator_path: str = ""  # the field's text-motion matching checkpoint, when present
     glove_path: str = ""  # GloVe folder that the field's evaluator uses
-    evaluator_hidden: int = 256  # conv/GRU width of the in-house matching evaluator and action classifier
-    evaluator_dim: int = 256  # embedding size of the in-house matching evaluator
+    evaluator_hidden: int = 128  # conv/GRU width of the in-house matching evaluator and action classifier
+    evaluator_dim: int = 128  # embedding size of the in-house matching evaluator
+    classifier_steps: int = 500  # training steps of the action classifier (embedded data set)
     evaluator_lr: float = 1e-3
     evaluator_temperature: float = 0.1  # InfoNCE temperature over negative Euclidean distances
     evaluator_max_words: int = 24  # caption words the in-house text encoder reads
