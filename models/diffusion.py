@@ -118,13 +118,16 @@ class InbetweenDenoiser(nn.Module):
     def forward(self, x_t: torch.Tensor, timesteps: torch.Tensor, text_emb: torch.Tensor,
                 keyframe_values: torch.Tensor, keyframe_mask: torch.Tensor,
                 padding_mask: torch.Tensor | None = None,
-                drop_text: torch.Tensor | None = None) -> torch.Tensor:
+                drop_text: torch.Tensor | None = None,
+                keyframe_interp: torch.Tensor | None = None) -> torch.Tensor:
         """Predict x0.
 
         x_t: (B, T, D) noisy motion; timesteps: (B,) long diffusion steps; text_emb: (B, Dt);
         keyframe_values: (B, T, D) known values (anything where the mask is 0);
         keyframe_mask: (B, T, D) float 0/1, 1 where a value is given; padding_mask: (B, T) bool,
-        True at real frames (None: all real); drop_text: (B,) bool, True uses the null text.
+        True at real frames (None: all real); drop_text: (B,) bool, True uses the null text;
+        keyframe_interp: (B, T, D) `interpolate_keyframes(keyframe_values, keyframe_mask)` when
+        the caller already has it (samplers compute it once for all steps), else None.
         Returns x0_pred (B, T, D).
         """
         B, T, D = x_t.shape
@@ -137,7 +140,8 @@ class InbetweenDenoiser(nn.Module):
                              f"got {tuple(text_emb.shape)}")
         P = self.patch_size
         pad = (-T) % P
-        interp = interpolate_keyframes(keyframe_values, keyframe_mask)  # (B, T, D)
+        interp = (interpolate_keyframes(keyframe_values, keyframe_mask) if keyframe_interp is None
+                  else keyframe_interp)  # (B, T, D)
         h = torch.cat([x_t, interp, keyframe_mask], dim=-1)  # (B, T, 3D)
         if padding_mask is not None:  # padding frames read as zeros, as if the batch ended there
             h = h * padding_mask[..., None].to(h.dtype)
@@ -320,14 +324,16 @@ class GaussianDiffusion(nn.Module):
         pinned = mask.bool()
         values = keyframe_values * mask  # (B, T, D)
 
+        interp = interpolate_keyframes(values, mask)  # (B, T, D), fixed over the steps
         use_cfg = guidance_scale != 1.0
         if use_cfg:  # conditional rows, then unconditional rows, in one batch
             rows_text = torch.cat([text_emb, text_emb])
             rows_values, rows_mask = torch.cat([values, values]), torch.cat([mask, mask])
-            rows_padding = torch.cat([padding_mask, padding_mask])
+            rows_padding, rows_interp = torch.cat([padding_mask, padding_mask]), torch.cat([interp, interp])
             drop_text = torch.arange(2 * B, device=device) >= B
         else:
-            rows_text, rows_values, rows_mask, rows_padding, drop_text = text_emb, values, mask, padding_mask, None
+            rows_text, rows_values, rows_mask, rows_padding, rows_interp = text_emb, values, mask, padding_mask, interp
+            drop_text = None
 
         ab = self._alphas_cumprod_list
         timesteps = self.sample_timesteps(num_steps)
@@ -336,7 +342,8 @@ class GaussianDiffusion(nn.Module):
         for i, t in enumerate(timesteps):
             rows_x = torch.cat([x, x]) if use_cfg else x
             t_rows = torch.full((rows_x.shape[0],), t, dtype=torch.long, device=device)
-            pred = self.model(rows_x, t_rows, rows_text, rows_values, rows_mask, rows_padding, drop_text)
+            pred = self.model(rows_x, t_rows, rows_text, rows_values, rows_mask, rows_padding, drop_text,
+                              keyframe_interp=rows_interp)
             if use_cfg:
                 pred_cond, pred_uncond = pred[:B], pred[B:]
                 pred = pred_uncond + guidance_scale * (pred_cond - pred_uncond)
