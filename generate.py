@@ -43,7 +43,6 @@ def build_models(vq_cfg: CompositeConfig, gpt_cfg: CompositeConfig, diff_cfg: Co
     from models.vqvae import KeyframeVQVAE
     vqvae = KeyframeVQVAE(vq_cfg)
     gpt = MotionGPT(gpt_cfg, text_dim)
-    gpt.keyframe_interval = vq_cfg.keyframe_interval
     inbetween_model = InbetweenDenoiser(diff_cfg, text_dim)
     for model in (vqvae, gpt, inbetween_model):
         model.to(device).eval().requires_grad_(False)

@@ -157,7 +157,7 @@ class Trainer:
         path = checkpoint_path(cfg, job.name)
         model = job.trainable.to(self.device)
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                      betas=(0.9, 0.99))
+                                      betas=(0.9, 0.99), fused=True)
         stream = BatchStream(self.train_set, cfg, info, seed=cfg.seed + STAGES.index(job.name))
         step = 0
         run_id = uuid.uuid4().hex[:12]
