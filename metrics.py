@@ -1,0 +1,220 @@
+"""Evaluation metrics of text-to-motion generation: pure maths on arrays, no I/O.
+
+Embedding metrics follow the HumanML3D protocol of Guo et al. 2022 (FID, R-precision,
+MM-Dist, Diversity, MultiModality) and take evaluator embeddings (N, D). Motion-quality metrics
+take joint positions (T, 22, 3) in metres, y up, floor at y = 0 (HumanML3D puts every motion on
+the floor), and return metres / seconds-based units stated per function.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from utils import BONE_LENGTHS, FOOT_IDX_LEFT, FOOT_IDX_RIGHT, PARENTS
+
+FOOT_JOINTS = FOOT_IDX_LEFT + FOOT_IDX_RIGHT  # ankles and toes
+CONTACT_HEIGHT = 0.05  # m: a foot joint below this height touches the floor
+SKATING_SPEED = 0.5  # m/s: a touching foot joint moving faster than this horizontally slides
+
+
+def _as_float64(x) -> np.ndarray:
+    """Any array-like (numpy or torch, any device) as a float64 numpy array."""
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+# ---------------------------------------------------------------------------------------
+# Embedding-distribution metrics
+# ---------------------------------------------------------------------------------------
+def activation_statistics(activations) -> tuple[np.ndarray, np.ndarray]:
+    """Mean (D,) and covariance (D, D) of activations (N, D), N >= 2."""
+    acts = _as_float64(activations)
+    if acts.ndim != 2 or len(acts) < 2:
+        raise ValueError(f"activation_statistics needs (N>=2, D) activations, got shape {acts.shape}")
+    return acts.mean(axis=0), np.cov(acts, rowvar=False)
+
+
+def _psd_sqrt(matrix: np.ndarray) -> np.ndarray:
+    """Symmetric square root of a symmetric positive semi-definite matrix (negative
+    eigenvalues from round-off are clipped to 0)."""
+    eigvals, eigvecs = np.linalg.eigh((matrix + matrix.T) / 2)
+    return (eigvecs * np.sqrt(np.clip(eigvals, 0.0, None))) @ eigvecs.T
+
+
+def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
+    """Fréchet distance between Gaussians N(mu1, sigma1) and N(mu2, sigma2):
+    ||mu1 - mu2||^2 + tr(sigma1 + sigma2 - 2 (sigma1 sigma2)^(1/2)).
+
+    tr((sigma1 sigma2)^(1/2)) is computed as tr((s1^(1/2) sigma2 s1^(1/2))^(1/2)) with
+    s1 = sigma1, whose matrices are symmetric PSD, so it stays real and stable.
+    """
+    mu1, mu2 = _as_float64(mu1), _as_float64(mu2)
+    sigma1, sigma2 = np.atleast_2d(_as_float64(sigma1)), np.atleast_2d(_as_float64(sigma2))
+    if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
+        raise ValueError(f"frechet_distance needs matching shapes, got {mu1.shape}/{mu2.shape} and "
+                         f"{sigma1.shape}/{sigma2.shape}")
+    root1 = _psd_sqrt(sigma1)
+    cross = _psd_sqrt(root1 @ sigma2 @ root1)
+    diff = mu1 - mu2
+    value = diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.trace(cross)
+    return float(max(value, 0.0))
+
+
+def fid(activations_a, activations_b) -> float:
+    """Fréchet Inception-style Distance between two sets of evaluator embeddings (Na, D), (Nb, D)."""
+    mu_a, sigma_a = activation_statistics(activations_a)
+    mu_b, sigma_b = activation_statistics(activations_b)
+    return frechet_distance(mu_a, sigma_a, mu_b, sigma_b)
+
+
+def euclidean_distance_matrix(a, b) -> np.ndarray:
+    """Pairwise Euclidean distances (N, M) between rows of a (N, D) and b (M, D)."""
+    a, b = _as_float64(a), _as_float64(b)
+    sq = (a ** 2).sum(1)[:, None] + (b ** 2).sum(1)[None, :] - 2.0 * a @ b.T
+    return np.sqrt(np.clip(sq, 0.0, None))
+
+
+def r_precision(text_emb, motion_emb, batch_size: int = 32, top_k: int = 3) -> np.ndarray:
+    """R-precision top-1..top_k (top_k,) of matched pairs text_emb[i] <-> motion_emb[i], (N, D) each.
+
+    Published protocol: the pairs are cut into batches of `batch_size` (32: each text against
+    its motion and 31 mismatched ones); a text scores at k when its own motion is among the k
+    nearest motions of its batch (Euclidean). Incomplete last batches are dropped, unless
+    there is only one batch, which is then used whole (chance is then 1/N instead of 1/32).
+    """
+    text_emb, motion_emb = _as_float64(text_emb), _as_float64(motion_emb)
+    if text_emb.shape != motion_emb.shape or len(text_emb) < 2:
+        raise ValueError(f"r_precision needs two (N>=2, D) arrays of equal shape, got {text_emb.shape} "
+                         f"and {motion_emb.shape}")
+    n = len(text_emb)
+    starts = list(range(0, n - batch_size + 1, batch_size)) or [0]
+    hits = np.zeros(top_k)
+    count = 0
+    for start in starts:
+        stop = start + batch_size if n >= batch_size else n
+        dist = euclidean_distance_matrix(text_emb[start:stop], motion_emb[start:stop])  # (b, b)
+        own = np.diag(dist)[:, None]
+        rank = (dist < own).sum(axis=1)  # motions strictly nearer than the matching one
+        hits += (rank[:, None] < np.arange(1, top_k + 1)[None, :]).sum(axis=0)
+        count += len(dist)
+    return hits / count
+
+
+def matching_score(text_emb, motion_emb) -> float:
+    """MM-Dist: mean Euclidean distance between matched text and motion embeddings (N, D)."""
+    text_emb, motion_emb = _as_float64(text_emb), _as_float64(motion_emb)
+    return float(np.linalg.norm(text_emb - motion_emb, axis=1).mean())
+
+
+def diversity(activations, num_pairs: int = 300, rng: np.random.Generator | None = None) -> float:
+    """Diversity: mean distance between `num_pairs` random pairs of embeddings (N, D)
+    (two disjoint index draws without replacement; fewer pairs when N < 2 * num_pairs)."""
+    acts = _as_float64(activations)
+    rng = rng or np.random.default_rng(0)
+    num_pairs = min(num_pairs, len(acts) // 2)
+    if num_pairs < 1:
+        raise ValueError(f"diversity needs at least 2 embeddings, got {len(acts)}")
+    order = rng.permutation(len(acts))
+    first, second = order[:num_pairs], order[num_pairs:2 * num_pairs]
+    return float(np.linalg.norm(acts[first] - acts[second], axis=1).mean())
+
+
+def multimodality(activations, num_pairs: int = 10, rng: np.random.Generator | None = None) -> float:
+    """MultiModality: mean distance between samples of the same prompt.
+
+    activations (P, R, D): R >= 2 samples for each of P prompts. For every prompt, `num_pairs`
+    random pairs of two different samples are drawn; the mean of their distances is returned.
+    """
+    acts = _as_float64(activations)
+    if acts.ndim != 3 or acts.shape[1] < 2:
+        raise ValueError(f"multimodality needs (P, R>=2, D) activations, got shape {acts.shape}")
+    rng = rng or np.random.default_rng(0)
+    num_prompts, repeats = acts.shape[:2]
+    first = rng.integers(0, repeats, size=(num_prompts, num_pairs))
+    second = (first + rng.integers(1, repeats, size=(num_prompts, num_pairs))) % repeats  # never == first
+    rows = np.arange(num_prompts)[:, None]
+    return float(np.linalg.norm(acts[rows, first] - acts[rows, second], axis=-1).mean())
+
+
+def confidence_interval(values: Sequence[float]) -> tuple[float, float]:
+    """(mean, half-width of the 95% confidence interval 1.96 * std / sqrt(n)) of repeated runs."""
+    vals = np.asarray(values, dtype=np.float64)
+    if vals.size == 0:
+        raise ValueError("confidence_interval needs at least one value")
+    return float(vals.mean()), float(1.96 * vals.std() / np.sqrt(vals.size))
+
+
+def accuracy(predictions, labels) -> float:
+    """Fraction of predictions (N,) equal to labels (N,)."""
+    predictions, labels = np.asarray(predictions), np.asarray(labels)
+    if predictions.shape != labels.shape or predictions.size == 0:
+        raise ValueError(f"accuracy needs equal non-empty shapes, got {predictions.shape} and {labels.shape}")
+    return float((predictions == labels).mean())
+
+
+# ---------------------------------------------------------------------------------------
+# Motion-quality metrics on joint positions
+# ---------------------------------------------------------------------------------------
+def _check_joints(joints, min_frames: int, name: str) -> np.ndarray:
+    joints = _as_float64(joints)
+    if joints.ndim != 3 or joints.shape[1:] != (len(PARENTS), 3) or len(joints) < min_frames:
+        raise ValueError(f"{name} needs joints (T>={min_frames}, {len(PARENTS)}, 3), got shape {joints.shape}")
+    return joints
+
+
+def foot_skating_ratio(joints, fps: int = 20, contact_height: float = CONTACT_HEIGHT,
+                       skating_speed: float = SKATING_SPEED) -> float:
+    """Fraction of frame steps (t -> t+1) in which some foot joint (ankle or toe) touches the
+    floor at both frames (height < contact_height m) yet moves horizontally faster than
+    skating_speed m/s. joints (T, 22, 3). 0 for a still pose, 1 for a planted foot that slides
+    all the time."""
+    joints = _check_joints(joints, 2, "foot_skating_ratio")
+    feet = joints[:, FOOT_JOINTS]  # (T, 4, 3)
+    touching = feet[..., 1] < contact_height  # (T, 4)
+    planted = touching[1:] & touching[:-1]  # (T-1, 4)
+    speed = np.linalg.norm(feet[1:, :, [0, 2]] - feet[:-1, :, [0, 2]], axis=-1) * fps  # (T-1, 4) m/s
+    return float((planted & (speed > skating_speed)).any(axis=1).mean())
+
+
+def foot_penetration(joints) -> float:
+    """Mean depth (m) of the lowest foot joint below the floor y = 0, over frames (0 when
+    the feet never go under the floor). joints (T, 22, 3)."""
+    joints = _check_joints(joints, 1, "foot_penetration")
+    lowest = joints[:, FOOT_JOINTS, 1].min(axis=1)  # (T,)
+    return float(np.clip(-lowest, 0.0, None).mean())
+
+
+def jerk(joints, fps: int = 20) -> float:
+    """Mean magnitude of the third time derivative of joint positions (m/s^3), over joints and
+    frames (finite differences). joints (T >= 4, 22, 3). 0 for constant-velocity motion."""
+    joints = _check_joints(joints, 4, "jerk")
+    third = np.diff(joints, n=3, axis=0) * fps ** 3  # (T-3, 22, 3)
+    return float(np.linalg.norm(third, axis=-1).mean())
+
+
+def bone_length_error(joints, bone_lengths=BONE_LENGTHS, parents: Sequence[int] = PARENTS) -> float:
+    """Mean absolute difference (m) between each bone's length and the skeleton's
+    (bone_lengths (22,), length of joint j's bone to parents[j]), over bones and frames.
+    joints (T, 22, 3)."""
+    joints = _check_joints(joints, 1, "bone_length_error")
+    children = np.array([j for j, p in enumerate(parents) if p >= 0])
+    parent_idx = np.array([parents[j] for j in children])
+    lengths = np.linalg.norm(joints[:, children] - joints[:, parent_idx], axis=-1)  # (T, 21)
+    return float(np.abs(lengths - np.asarray(bone_lengths, dtype=np.float64)[children]).mean())
+
+
+def keyframe_adherence(motion, keyframes, keyframe_idx) -> float:
+    """Mean per-joint distance (m) between keyframes (K, 22, 3) and the motion (T, 22, 3) at
+    their frames keyframe_idx (K,). NaN when there are no keyframes."""
+    motion = _check_joints(motion, 1, "keyframe_adherence")
+    keyframes = _as_float64(keyframes)
+    idx = np.asarray(keyframe_idx, dtype=np.int64)
+    if len(idx) == 0:
+        return float("nan")
+    if keyframes.shape != (len(idx),) + motion.shape[1:]:
+        raise ValueError(f"keyframe_adherence needs keyframes ({len(idx)}, 22, 3), got {keyframes.shape}")
+    if idx.min() < 0 or idx.max() >= len(motion):
+        raise ValueError(f"keyframe_idx must lie in [0, {len(motion) - 1}], got {idx.min()}..{idx.max()}")
+    return float(np.linalg.norm(motion[idx] - keyframes, axis=-1).mean())
