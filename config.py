@@ -275,6 +275,8 @@ def make_parser(description: str, prog: Optional[str] = None) -> argparse.Argume
             kwargs["metavar"] = hint.__name__.upper()
         elif hint is bool:
             kwargs["metavar"] = "BOOL"
+        else:
+            kwargs["metavar"] = "STR"
         group.add_argument(f"--{f.name}", **kwargs)
     return parser
 
