@@ -20,7 +20,6 @@ along the observed bone, so twists follow the body instead of the world axes.
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from typing import NamedTuple
 
@@ -28,6 +27,7 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 
+from runtime import write_atomic
 from utils import (FACE_JOINT_IDX, FEATURE_DIM, JOINT_NAMES, KINEMATIC_CHAIN, NUM_JOINTS,
                    RAW_OFFSETS, SKELETON_OFFSETS, features_to_joints, inverse_kinematics, qbetween,
                    qinv, qmul, qrot, quat_to_matrix)
@@ -167,34 +167,6 @@ def check_out_path(path: str) -> str:
     if os.path.isdir(path):
         raise ValueError(f"output path is a folder: {path} (give a file name)")
     return path
-
-
-def write_atomic(path: str, write_fn) -> None:
-    """Write a file via `write_fn(tmp_path)` to a temp file in the same folder, then rename.
-
-    On any failure the temp file is removed and an existing file at `path` is left untouched.
-    OSErrors become one-line ValueErrors.
-    """
-    folder, base = os.path.split(path)
-    suffix = os.path.splitext(base)[1]
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{suffix}", dir=folder)
-    except OSError as exc:
-        raise ValueError(f"cannot write to folder {folder}: {exc.strerror} (choose another --out)") from None
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
-        write_fn(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise ValueError(f"cannot write {path}: {exc.strerror or exc} (check the disk and permissions)") from None
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def bvh_text(motion, fps: int = 20) -> str:

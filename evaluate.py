@@ -40,7 +40,8 @@ from dataset import (DataError, MotionClip, MotionDataset, ensure_dataset, load_
 from models.evaluator import (OFFICIAL_MAX_TEXT_LEN, OFFICIAL_SIZES, POS_ENUMERATOR, VIP_WORDS,
                               ActionClassifier, MatchingEvaluator, OfficialT2MEvaluator, build_vocabulary,
                               caption_words)
-from runtime import CheckpointError, load_checkpoint, save_checkpoint, seed_everything, select_device, stats_hash
+from runtime import (CheckpointError, load_checkpoint, save_checkpoint, seed_everything, select_device, stats_hash,
+                     write_atomic)
 from utils import features_to_joints
 
 # The published protocol's constants (Guo et al. 2022), not tunable hyperparameters.
@@ -804,13 +805,12 @@ def plot_results(results: dict, path: str) -> None:
     plt.close(fig)
 
 
-def _atomic_write_text(path: str, text: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+def _write_text(path: str, text: str) -> None:
+    """Write `text` to `path` atomically."""
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as fh:
+            fh.write(text)
+    write_atomic(path, write)
 
 
 def write_results(results: dict, cfg: CompositeConfig) -> dict[str, str]:
@@ -822,10 +822,9 @@ def write_results(results: dict, cfg: CompositeConfig) -> dict[str, str]:
     payload = json.dumps(results, indent=2, allow_nan=False)
     paths = {}
     for base in (stem, latest):  # the picture first: a plotting failure leaves no half-written run
-        plot_results(results, base + ".png.tmp")
-        os.replace(base + ".png.tmp", base + ".png")
-        _atomic_write_text(base + ".md", report)
-        _atomic_write_text(base + ".json", payload)
+        write_atomic(base + ".png", lambda tmp: plot_results(results, tmp))
+        _write_text(base + ".md", report)
+        _write_text(base + ".json", payload)
     paths.update(md=stem + ".md", json=stem + ".json", png=stem + ".png")
     return paths
 

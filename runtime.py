@@ -79,6 +79,34 @@ def save_checkpoint(path: str, payload: dict) -> None:
         raise
 
 
+def write_atomic(path: str, write_fn) -> None:
+    """Write a file via `write_fn(tmp_path)` to a temp file in the same folder, then rename.
+
+    On any failure the temp file is removed and an existing file at `path` is left untouched.
+    OSErrors become one-line ValueErrors.
+    """
+    folder, base = os.path.split(path)
+    suffix = os.path.splitext(base)[1]
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{suffix}", dir=folder)
+    except OSError as exc:
+        raise ValueError(f"cannot write to folder {folder}: {exc.strerror} (choose another --out)") from None
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
+        write_fn(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise ValueError(f"cannot write {path}: {exc.strerror or exc} (check the disk and permissions)") from None
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 REQUIRED_KEYS = ("model", "config", "step", "stage")
 
 

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from config import CompositeConfig
+from runtime import save_checkpoint
 
 CLIP_CONTEXT_LENGTH = 77  # tokens, start and end tokens included
 CLIP_VIT_B32_FILE = "ViT-B-32.pt"
@@ -483,15 +484,6 @@ def build_caption_embeddings(encoder, captions: list[str], cache_dir: str,
     all_captions = cached + new_captions
     text_emb = torch.cat([text_emb] + chunks, dim=0)  # (N, D)
     os.makedirs(cache_dir, exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        with open(tmp, "wb") as fh:
-            torch.save({"encoder": encoder.name, "dim": int(encoder.dim), "captions": all_captions,
-                        "embeddings": text_emb.contiguous()}, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    save_checkpoint(path, {"encoder": encoder.name, "dim": int(encoder.dim), "captions": all_captions,
+                           "embeddings": text_emb.contiguous()})
     return {c: row for row, c in enumerate(all_captions)}, text_emb

@@ -37,7 +37,8 @@ from mpl_toolkits.mplot3d.art3d import Line3DCollection, Poly3DCollection
 from PIL import Image
 from scipy.ndimage import gaussian_filter1d
 
-from bvh import check_out_path, write_atomic
+from bvh import check_out_path
+from runtime import write_atomic
 from config import _OneLineParser
 from utils import FACE_JOINT_IDX, FEATURE_DIM, KINEMATIC_CHAIN, NUM_JOINTS, features_to_joints, qbetween, qrot
 
