@@ -20,6 +20,9 @@ class ConfigError(ValueError):
     """A bad config key or value; the message is one line naming the key and the fix."""
 
 
+RETIRED_FIELDS = ("compile",)  # fields of older versions, ignored when read from a checkpoint
+
+
 @dataclass
 class CompositeConfig:
     # ---- data -------------------------------------------------------------------------
@@ -77,7 +80,8 @@ class CompositeConfig:
     gpt_guidance_scale: float = 2.0
     guidance_scale: float = 2.0  # diffusion classifier-free guidance
     num_inbetween_steps: int = 10  # DDIM steps
-    max_generate_length: int = 400  # frames; the longest motion generate_composite accepts
+    max_generate_length: int = 196  # frames; the longest motion generate_composite accepts (keep it
+    # <= the max_motion_length the models were trained with: longer motions are beyond the trained positions)
     sampler: Literal["ddim", "ddpm"] = "ddim"
 
     # ---- optimisation -----------------------------------------------------------------
@@ -95,7 +99,6 @@ class CompositeConfig:
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = True  # bf16 autocast on CUDA
-    compile: bool = False  # torch.compile the models
     checkpoint_dir: str = "checkpoints"
     results_dir: str = "results"
 
@@ -167,7 +170,9 @@ class CompositeConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "CompositeConfig":
-        """Build a config from `to_dict()` output; unknown keys raise ConfigError."""
+        """Build a config from `to_dict()` output; unknown keys raise ConfigError (retired fields,
+        which older checkpoints still hold, are dropped)."""
+        data = {k: v for k, v in data.items() if k not in RETIRED_FIELDS}
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -246,7 +251,7 @@ def _coerce(name: str, hint, value):
     return value
 
 
-class _OneLineParser(argparse.ArgumentParser):
+class OneLineParser(argparse.ArgumentParser):
     """argparse that reports errors as one line on stderr and exits with code 2."""
 
     def error(self, message: str) -> typing.NoReturn:
@@ -259,7 +264,7 @@ def make_parser(description: str, prog: Optional[str] = None) -> argparse.Argume
 
     Scripts add their own options to it before calling `parse_config`.
     """
-    parser = _OneLineParser(prog=prog, description=description,
+    parser = OneLineParser(prog=prog, description=description,
                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--config", default=None, metavar="FILE.json",
                         help="JSON file of config fields (command-line options override it)")

@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from config import CompositeConfig
-from utils import FEATURE_DIM, keyframe_indices
+from utils import FEATURE_DIM, keyframe_indices, num_keyframes
 
 Split = Literal["train", "val", "test"]
 __all__ = ["DataError", "MotionClip", "MotionDataset", "collate_motions", "make_loader",
@@ -213,7 +213,7 @@ def batch_keyframes(motion: torch.Tensor, lengths: torch.Tensor, interval: int
     each keyframe; padded entries repeat the last one), keyframe_mask (B, K) bool (True on real
     keyframes), where K is the most keyframes of any row.
     """
-    counts = torch.div(lengths - 1 + interval - 1, interval, rounding_mode="floor") + 1  # (B,)
+    counts = num_keyframes(lengths, interval)  # (B,)
     max_k = int(counts.max())
     slot = torch.arange(max_k, device=motion.device)[None, :]  # (1, K)
     keyframe_mask = slot < counts[:, None]

@@ -11,7 +11,7 @@ import tempfile
 import zipfile
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -107,6 +107,12 @@ def write_atomic(path: str, write_fn) -> None:
             os.remove(tmp)
 
 
+def checkpoint_path(cfg: CompositeConfig, stage: str) -> str:
+    """Where a stage's checkpoint lives: cfg.checkpoint_dir/<stage>.pt (vqvae, gpt, diffusion,
+    evaluator). The one place that builds these paths."""
+    return os.path.join(cfg.checkpoint_dir, f"{stage}.pt")
+
+
 REQUIRED_KEYS = ("model", "config", "step", "stage")
 
 
@@ -170,14 +176,65 @@ class DistInfo:
 
 
 def init_distributed(device_type: str) -> DistInfo:
-    """Join the process group when launched by torchrun (NCCL on GPUs, gloo on CPU)."""
+    """Join the process group when launched by torchrun (NCCL on GPUs, gloo on CPU).
+
+    On GPUs each process first binds to its node-local GPU (LOCAL_RANK), as NCCL requires.
+    """
     world_size = int(os.environ.get("WORLD_SIZE", 1))
     if world_size <= 1:
         return DistInfo()
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
     if not dist.is_initialized():
+        if device_type == "cuda":
+            torch.cuda.set_device(local_rank)
         dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
-    return DistInfo(rank=dist.get_rank(), world_size=dist.get_world_size(),
-                    local_rank=int(os.environ.get("LOCAL_RANK", 0)))
+    return DistInfo(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local_rank)
+
+
+def rank_seed(seed: int, rank: int) -> int:
+    """The seed of one rank's own randomness (dropout and the like): distinct per rank, and
+    never the seed the model was initialised with, nor another stage's."""
+    return seed + 10_000 * (rank + 1)
+
+
+def broadcast_object(info: DistInfo, obj: Any) -> Any:
+    """Rank 0's `obj` on every rank (pickled through the process group); `obj` itself when
+    running alone. What rank 0 read from its disk thus reaches ranks on other machines."""
+    if not info.enabled:
+        return obj
+    box = [obj if info.is_main else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def load_checkpoint_on_main(info: DistInfo, path: str, stage: str | None = None,
+                            missing_ok: bool = False) -> dict | None:
+    """`load_checkpoint` on rank 0, its payload sent to every rank, so that no other rank needs
+    the file (no shared file system). A CheckpointError on rank 0 is raised on every rank;
+    with missing_ok, a file rank 0 does not have gives None everywhere."""
+    result: dict | str | None = None
+    if info.is_main and not (missing_ok and not os.path.exists(path)):
+        try:
+            result = load_checkpoint(path, stage)
+        except CheckpointError as exc:
+            result = str(exc)
+    result = broadcast_object(info, result)
+    if isinstance(result, str):
+        raise CheckpointError(result)
+    return result
+
+
+def main_first(info: DistInfo, make: Callable[[], Any]) -> Any:
+    """make() on rank 0, then on each machine's local rank 0, then on the remaining ranks, with
+    a barrier after each round: what make() writes to disk (a built data set, a cache) is then
+    written once per file system, shared or not, and only read by the others."""
+    result = None
+    for turn in (info.is_main, info.local_rank == 0 and not info.is_main, info.local_rank != 0):
+        if turn:
+            result = make()
+        if info.enabled:
+            dist.barrier()
+    return result
 
 
 def print_main(info: DistInfo, *args: Any, **kwargs: Any) -> None:
@@ -185,3 +242,17 @@ def print_main(info: DistInfo, *args: Any, **kwargs: Any) -> None:
     if info.is_main:
         print(*args, **kwargs)
         sys.stdout.flush()
+
+
+def check_out_path(path: str) -> str:
+    """Absolute output path whose folder exists and is writable, else ValueError; the one
+    check every command that writes a user-named file makes before any work."""
+    path = os.path.abspath(os.fspath(path))
+    folder = os.path.dirname(path)
+    if not os.path.isdir(folder):
+        raise ValueError(f"output folder does not exist: {folder} (create it or choose another --out)")
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"output folder is not writable: {folder} (choose another --out)")
+    if os.path.isdir(path):
+        raise ValueError(f"output path is a folder: {path} (give a file name)")
+    return path

@@ -217,9 +217,10 @@ def forward_kinematics(local_quats: Array, root_pos: Array, offsets: Array | Non
     return out.numpy() if was_numpy else out
 
 
-def _forward_direction(joints: torch.Tensor, smooth: bool, hips_swapped: bool = False) -> torch.Tensor:
-    """Unit facing direction (T, 3) in the xz plane from hips and shoulders of joints (T, 22, 3).
+def facing_direction(joints: torch.Tensor, smooth: bool = False, hips_swapped: bool = False) -> torch.Tensor:
+    """Unit facing direction (..., 3) in the xz plane from hips and shoulders of joints (..., 22, 3).
 
+    `smooth` Gaussian-filters it over time (sigma 20 frames; joints must be (T, 22, 3)).
     `hips_swapped` reproduces HumanML3D's IK, which unpacks its face joints as (left hip,
     right hip, ...) and so adds (left - right) hip and (right - left) shoulder vectors; the
     released features were made that way, so their root rotation follows that direction.
@@ -235,6 +236,14 @@ def _forward_direction(joints: torch.Tensor, smooth: bool, hips_swapped: bool = 
     return forward / forward.norm(dim=-1, keepdim=True)
 
 
+def facing_rotation(joints: torch.Tensor, hips_swapped: bool = False) -> torch.Tensor:
+    """Rotation (..., 4) about y that turns the body's facing direction onto +z (world -> facing
+    frame), from joints (..., 22, 3); its inverse turns +z onto the facing direction."""
+    facing = facing_direction(joints, smooth=False, hips_swapped=hips_swapped)
+    facing = facing * facing.new_tensor([1.0, 0.0, 1.0])
+    return qbetween(facing, facing.new_tensor([0.0, 0.0, 1.0]).expand_as(facing))
+
+
 def inverse_kinematics(joints: Array, smooth_forward: bool = True) -> Array:
     """Per-joint rotations (T, 22, 4) that `forward_kinematics` maps back to joints (T, 22, 3).
 
@@ -243,7 +252,7 @@ def inverse_kinematics(joints: Array, smooth_forward: bool = True) -> Array:
     Every other joint's rotation aligns its rest bone direction with the observed bone.
     """
     pos, was_numpy = _as_torch(joints)
-    forward = _forward_direction(pos, smooth_forward, hips_swapped=True)
+    forward = facing_direction(pos, smooth_forward, hips_swapped=True)
     root_quat = qbetween(forward, forward.new_tensor([0.0, 0.0, 1.0]).expand_as(forward))
     root_quat = root_quat.clone()
     root_quat[0] = root_quat.new_tensor([1.0, 0.0, 0.0, 0.0])
@@ -290,7 +299,7 @@ def joints_to_features(joints: np.ndarray, feet_threshold: float = 0.002) -> np.
     positions[..., 1] -= positions[..., 1].min()
     positions -= positions[0, 0] * np.array([1.0, 0.0, 1.0])
     pos_t = torch.from_numpy(positions)
-    facing = _forward_direction(pos_t[:1], smooth=False)
+    facing = facing_direction(pos_t[:1])
     face_init = qbetween(facing, facing.new_tensor([[0.0, 0.0, 1.0]]))  # (1, 4)
     pos_t = qrot(face_init[:, None].expand(pos_t.shape[:-1] + (4,)), pos_t)
 
@@ -362,11 +371,65 @@ def feature_mean_std(features_list: list[np.ndarray]) -> tuple[np.ndarray, np.nd
     return mean.astype(np.float32), std.astype(np.float32)
 
 
+def num_keyframes(length, interval: int):
+    """Number of keyframes of a `length`-frame motion (an int, or a tensor of lengths): the
+    frames 0, interval, 2*interval, ... and always the last frame, length - 1."""
+    return (length + interval - 2) // interval + 1
+
+
 def keyframe_indices(length: int, interval: int) -> np.ndarray:
-    """Keyframe frame indices of a `length`-frame motion: 0, interval, 2*interval, ..., length-1."""
+    """Keyframe frame indices (K,) of a `length`-frame motion: 0, interval, 2*interval, ..., length-1.
+    The one home of the keyframe-spacing rule; `num_keyframes` counts them."""
     if length < 1 or interval < 1:
         raise ValueError(f"keyframe_indices needs length >= 1 and interval >= 1, got {length}, {interval}")
-    idx = np.arange(0, length, interval, dtype=np.int64)
-    if idx[-1] != length - 1:
-        idx = np.append(idx, length - 1)
+    idx = np.minimum(np.arange(num_keyframes(length, interval), dtype=np.int64) * interval, length - 1)
     return idx
+
+
+# ---------------------------------------------------------------------------------------
+# Conversions between joints and features used by generation, export and drawing
+# ---------------------------------------------------------------------------------------
+def as_joints(motion, name: str = "motion") -> np.ndarray:
+    """Joints (..., T, 22, 3) float64 from joints (T, 22, 3) / (N, T, 22, 3) or HumanML3D
+    features (T, 263) / (N, T, 263), numpy or torch. Raises ValueError naming the problem."""
+    if isinstance(motion, torch.Tensor):
+        motion = motion.detach().cpu().numpy()
+    arr = np.asarray(motion)
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise ValueError(f"{name} must hold numbers, got dtype {arr.dtype}")
+    expected = f"expected (T, {NUM_JOINTS}, 3) joints in metres or (T, {FEATURE_DIM}) features (or a batch of either)"
+    is_features = arr.ndim in (2, 3) and arr.shape[-1] == FEATURE_DIM
+    is_joints = arr.ndim in (3, 4) and arr.shape[-2:] == (NUM_JOINTS, 3)
+    if not (is_features or is_joints):
+        raise ValueError(f"{name} has shape {arr.shape}; {expected}")
+    if arr.size == 0:
+        raise ValueError(f"{name} has shape {arr.shape} with no frames; {expected}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or inf values; pass a finite motion")
+    if is_features:
+        arr = features_to_joints(arr.astype(np.float64))
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{name}: features do not decode to finite joints; pass valid HumanML3D features")
+    return arr.astype(np.float64)
+
+
+def pose_features(joints: torch.Tensor) -> torch.Tensor:
+    """Root height and root-relative joint positions in the facing frame of single poses:
+    joints (P, 22, 3) -> (P, 64), the feature dims 3:67 that a pose fixes."""
+    to_facing = facing_rotation(joints, hips_swapped=True)  # (P, 4)
+    local = joints[:, 1:] - joints[:, :1] * joints.new_tensor([1.0, 0.0, 1.0])
+    local = qrot(to_facing[:, None].expand(local.shape[:-1] + (4,)), local)
+    return torch.cat([joints[:, 0, 1:2], local.reshape(len(joints), -1)], dim=-1)
+
+
+def place_keyframes(keyframe_features: torch.Tensor, motion_features: torch.Tensor,
+                    frame_idx: torch.Tensor) -> torch.Tensor:
+    """World joint positions (K, 22, 3) of keyframe poses (K, 263), placed with the root
+    rotation and position that the whole motion (T, 263) has at their frames (K,)."""
+    root_quat, root_pos = recover_root_rot_pos(motion_features)  # (T, 4), (T, 3)
+    quat, pos = root_quat[frame_idx], root_pos[frame_idx]
+    local = keyframe_features[:, RIC_SLICE].reshape(len(frame_idx), NUM_JOINTS - 1, 3)
+    world = qrot(qinv(quat)[:, None].expand(local.shape[:-1] + (4,)), local)
+    world = world + pos[:, None] * world.new_tensor([1.0, 0.0, 1.0])
+    root = torch.cat([pos[:, :1], keyframe_features[:, 3:4], pos[:, 2:]], dim=-1)
+    return torch.cat([root[:, None], world], dim=1)

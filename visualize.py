@@ -37,10 +37,10 @@ from mpl_toolkits.mplot3d.art3d import Line3DCollection, Poly3DCollection
 from PIL import Image
 from scipy.ndimage import gaussian_filter1d
 
-from bvh import check_out_path
-from runtime import write_atomic
-from config import _OneLineParser
-from utils import FACE_JOINT_IDX, FEATURE_DIM, KINEMATIC_CHAIN, NUM_JOINTS, features_to_joints, qbetween, qrot
+
+from runtime import check_out_path, write_atomic
+from config import OneLineParser
+from utils import KINEMATIC_CHAIN, NUM_JOINTS, as_joints, facing_rotation, qrot
 
 FORMATS = ("gif", "mp4")
 # Colours of KINEMATIC_CHAIN: right leg, left leg, spine + head, right arm, left arm.
@@ -66,28 +66,8 @@ class MotionData:
 def as_joint_batch(array, name: str = "motion") -> np.ndarray:
     """Joints (N, T, 22, 3) float32 from joints (T, 22, 3) / (N, T, 22, 3) or features
     (T, 263) / (N, T, 263). Raises ValueError naming the problem."""
-    if isinstance(array, torch.Tensor):
-        array = array.detach().cpu().numpy()
-    arr = np.asarray(array)
-    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
-        raise ValueError(f"{name} must hold numbers, got dtype {arr.dtype}")
-    expected = (f"expected (T, {NUM_JOINTS}, 3) joints or (T, {FEATURE_DIM}) features "
-                f"(or a batch of either)")
-    is_features = arr.ndim in (2, 3) and arr.shape[-1] == FEATURE_DIM
-    is_joints = arr.ndim in (3, 4) and arr.shape[-2:] == (NUM_JOINTS, 3)
-    if not (is_features or is_joints):
-        raise ValueError(f"{name} has shape {arr.shape}; {expected}")
-    if arr.size == 0:
-        raise ValueError(f"{name} has shape {arr.shape} with no frames; {expected}")
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name} contains NaN or inf values; pass a finite motion")
-    if is_features:
-        arr = features_to_joints(arr.astype(np.float64))
-        if not np.isfinite(arr).all():
-            raise ValueError(f"{name}: features do not decode to finite joints; pass valid HumanML3D features")
-    if arr.ndim == 3:
-        arr = arr[None]
-    return arr.astype(np.float32)
+    joints = as_joints(array, name)
+    return (joints[None] if joints.ndim == 3 else joints).astype(np.float32)
 
 
 def _check_keyframes(keyframe_idx, keyframes, num_frames: int, name: str):
@@ -397,14 +377,9 @@ def save_filmstrip(joints, out_path: str, num_poses: int = 8, title: Optional[st
 
     # Turn the motion about y so that frame 0 faces +z.
     pos = torch.from_numpy(motion)
-    r_hip, l_hip, r_sh, l_sh = FACE_JOINT_IDX
-    across = (pos[0, r_hip] - pos[0, l_hip]) + (pos[0, r_sh] - pos[0, l_sh])
-    forward = torch.linalg.cross(across.new_tensor([0.0, 1.0, 0.0]), across)
-    forward[1] = 0.0
-    if forward.norm() > 1e-8:
-        turn = qbetween(forward, forward.new_tensor([0.0, 0.0, 1.0]))
-        pos = qrot(turn.expand(pos.shape[:-1] + (4,)), pos)
-    motion = pos.numpy()
+    turn = facing_rotation(pos[0])  # (4,)
+    if torch.isfinite(turn).all():  # a degenerate pose (hips and shoulders together) is drawn as it is
+        motion = qrot(turn.expand(pos.shape[:-1] + (4,)), pos).numpy()
 
     frames = np.unique(np.linspace(0, len(motion) - 1, min(num_poses, len(motion))).round().astype(int))
     poses = motion[frames] - motion[frames, :1] * np.array([1.0, 0.0, 1.0])  # root-centred in xz
@@ -458,8 +433,8 @@ def visualize_motion_file(path: str, title: Optional[str] = None, fps: Optional[
 # ---------------------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------------------
-def _parser() -> _OneLineParser:
-    parser = _OneLineParser(prog="visualize.py", description="Render a motion file as a 3D skeleton "
+def _parser() -> OneLineParser:
+    parser = OneLineParser(prog="visualize.py", description="Render a motion file as a 3D skeleton "
                             "animation (GIF/MP4) or a filmstrip PNG, saved beside the input.")
     parser.add_argument("file", help=".npy joints (T,22,3) / features (T,263), or a generate.py .npz bundle")
     parser.add_argument("--out", default=None, help="output path (default: beside the input, "

@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from config import config_from_args, make_parser  # noqa: E402
-from generate import build_models, generate_composite, load_models  # noqa: E402
+from pipeline import Composite  # noqa: E402
 from runtime import select_device  # noqa: E402
 
 PROMPT = "a person walks forward and then waves with the right hand"
@@ -73,8 +73,8 @@ def diffusion_forward_flops(inbetween_model, text_dim: int, device, length: int 
 def cold_start_seconds(cfg_args: list[str]) -> float:
     """Seconds for a fresh interpreter to import generate and run load_models."""
     code = ("import time; t=time.perf_counter(); import sys; sys.argv=['x']+sys.argv[1:]; "
-            "from config import parse_config; from generate import load_models; "
-            "load_models(parse_config(sys.argv[1:])); print(time.perf_counter()-t)")
+            "from config import parse_config; from pipeline import Composite; "
+            "Composite.from_checkpoints(parse_config(sys.argv[1:])); print(time.perf_counter()-t)")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     proc = subprocess.run([sys.executable, "-c", code, *cfg_args], cwd=root, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -94,13 +94,16 @@ def main() -> None:
     if args.random_init:
         from text_encoder import load_text_encoder
         encoder = load_text_encoder(cfg)
-        models = (*build_models(cfg, cfg, cfg, encoder.dim, device), encoder,
-                  np.zeros(263, np.float32), np.ones(263, np.float32), 263)
+        composite = Composite.build(cfg, encoder, np.zeros(263, np.float32), np.ones(263, np.float32), device)
         source = "random-init models at the config's sizes"
     else:
-        models = load_models(cfg, device)
+        composite = Composite.from_checkpoints(cfg, device)
         source = f"trained checkpoints in {cfg.checkpoint_dir}"
-    run = lambda **kw: generate_composite(*models, cfg, **kw)
+
+    def run(prompt, length, timings=None):
+        result = composite.sample(prompt, length, return_timings=timings is not None)
+        if timings is not None:
+            timings.update(result.timings)
     report = {"device": str(device), "threads": torch.get_num_threads(), "source": source,
               "num_inbetween_steps": cfg.num_inbetween_steps,
               "torch": torch.__version__, "cpu_count": os.cpu_count()}
@@ -127,7 +130,7 @@ def main() -> None:
         str(n): statistics.median(time_calls(lambda n=n: run(prompt=PROMPT, length=n), max(5, args.repeats // 2)))
         for n in (60, 120, 196, 400)}
     # achieved FLOP/s of the diffusion forward vs matmul peak
-    flops, seconds = diffusion_forward_flops(models[2], models[4].dim, device)
+    flops, seconds = diffusion_forward_flops(composite.denoiser, composite.text_encoder.dim, device)
     peak = matmul_peak_gflops(device)
     report["diffusion_forward"] = {"gflop": flops / 1e9, "median_s": seconds, "gflops": flops / 1e9 / seconds,
                                    "matmul_peak_gflops": peak, "fraction_of_peak": flops / 1e9 / seconds / peak}

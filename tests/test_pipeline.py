@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from config import CompositeConfig
-from generate import build_models, generate_composite
+from generate import generate_composite
+from pipeline import Composite
 from text_encoder import load_text_encoder
 from utils import FEATURE_DIM
 
@@ -28,10 +29,9 @@ def random_models():
     cfg = CompositeConfig(**PINNED_SIZES)
     torch.manual_seed(0)
     encoder = load_text_encoder(cfg)
-    models = build_models(cfg, cfg, cfg, encoder.dim, torch.device("cpu"))
-    mean = np.zeros(FEATURE_DIM, np.float32)
-    std = np.ones(FEATURE_DIM, np.float32)
-    return cfg, (*models, encoder, mean, std, FEATURE_DIM)
+    c = Composite.build(cfg, encoder, np.zeros(FEATURE_DIM, np.float32), np.ones(FEATURE_DIM, np.float32),
+                        torch.device("cpu"))
+    return cfg, (c.vqvae, c.gpt, c.denoiser, c.diffusion, c.text_encoder, c.mean, c.std, FEATURE_DIM)
 
 
 def test_generate_composite_output_is_pinned(random_models):
