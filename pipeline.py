@@ -86,6 +86,10 @@ class MotionSample:
     features: np.ndarray  # (T, 263) HumanML3D features (unnormalised)
     keyframes: np.ndarray  # (K, 22, 3) the keyframe poses the motion was in-betweened through
     keyframe_idx: np.ndarray  # (K,) their frames
+    # Mean distance (m) between the root-relative joints the diffusion network itself predicted
+    # at the keyframe frames (last step, before the keyframes overwrite them) and the keyframes'
+    # own: how far the model is from the keyframes it was given. None without diffusion/keyframes.
+    keyframe_model_error: Optional[float] = None
 
 
 @dataclass
@@ -283,13 +287,28 @@ class Composite:
         with timed(timings, "text", device):
             text_emb = self.text_encoder.encode(prompts).to(device)  # (B, Dt)
         values, mask = self.keyframes(text_emb, lengths, options, pinned, timings)  # (B, T, 263) x2
-        dense = self.inbetween(text_emb, values, mask, lengths, options, timings)  # (B, T, 263) normalised
+        prediction: dict = {}
+        dense = self.inbetween(text_emb, values, mask, lengths, options, timings, prediction)  # (B, T, 263)
         features = self.denormalise(dense)  # (B, T, 263)
         with timed(timings, "joints", device):
             joints = features_to_joints(features.float())  # (B, T, 22, 3)
         motions = [self.motion_sample(prompt, joints[row, :n], features[row, :n], values[row, :n], mask[row, :n])
                    for row, (prompt, n) in enumerate(zip(prompts, lengths))]
+        if "x0_prediction" in prediction:
+            for row, motion in enumerate(motions):
+                motion.keyframe_model_error = self.keyframe_model_error(
+                    prediction["x0_prediction"][row], values[row], mask[row])
         return SampleResult(motions, timings or {})
+
+    def keyframe_model_error(self, predicted: torch.Tensor, keyframe_values: torch.Tensor,
+                             keyframe_mask: torch.Tensor) -> Optional[float]:
+        """Mean joint distance (m) between predicted (T, 263) and keyframe (T, 263) root-relative
+        joint positions (feature dims 4:67, facing frame) at frames whose positions are pinned."""
+        frames = keyframe_mask[:, RIC_SLICE].all(-1)  # (T,)
+        if not frames.any():
+            return None
+        ric = lambda normalised: self.denormalise(normalised[frames])[:, RIC_SLICE].reshape(-1, NUM_JOINTS - 1, 3)
+        return float((ric(predicted) - ric(keyframe_values)).norm(dim=-1).mean())
 
     def denormalise(self, normalised: torch.Tensor) -> torch.Tensor:
         """Features (..., 263) from normalised ones."""
@@ -361,8 +380,10 @@ class Composite:
         return tokens
 
     def inbetween(self, text_emb: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, lengths: list[int],
-                  options: SamplingOptions, timings: Optional[dict]) -> torch.Tensor:
-        """Dense normalised motion (B, T, 263) through the keyframes; padding frames are zero."""
+                  options: SamplingOptions, timings: Optional[dict], prediction: Optional[dict] = None
+                  ) -> torch.Tensor:
+        """Dense normalised motion (B, T, 263) through the keyframes; padding frames are zero.
+        prediction: receives the network's last x0 prediction (see GaussianDiffusion.sample)."""
         device = text_emb.device
         padding_mask = torch.arange(values.shape[1], device=device)[None] < torch.tensor(lengths, device=device)[:, None]
         if options.mode == "interpolate":
@@ -371,7 +392,8 @@ class Composite:
             return self.diffusion.sample(text_emb, values, mask, padding_mask, num_steps=options.num_inbetween_steps,
                                          guidance_scale=options.guidance_scale, method=options.sampler,
                                          eta=options.eta,
-                                         generator=row_generators(options.seed, len(lengths), device, "diffusion"))
+                                         generator=row_generators(options.seed, len(lengths), device, "diffusion"),
+                                         prediction_out=prediction)
 
 
 def load_stage_checkpoints(cfg: CompositeConfig) -> dict[str, dict]:

@@ -238,13 +238,15 @@ class GaussianDiffusion(nn.Module):
                 + self.sqrt_one_minus_alphas_cumprod[t][:, None, None] * noise)
 
     def training_loss(self, x0: torch.Tensor, text_emb: torch.Tensor, keyframe_mask: torch.Tensor,
-                      padding_mask: torch.Tensor) -> dict:
+                      padding_mask: torch.Tensor, generator: Sequence[torch.Generator] | None = None) -> dict:
         """x0-prediction loss on a batch.
 
         x0: (B, T, D) normalised clean motions (padding frames anything); text_emb: (B, Dt);
         keyframe_mask: (B, T) or (B, T, D) 0/1, the entries given to the model as keyframes
         (e.g. from `sample_training_keyframe_mask`); padding_mask: (B, T) bool, True at real frames.
-        Draws t uniformly, drops the text with probability diff_cond_drop, and returns
+        Draws t uniformly, drops the text with probability diff_cond_drop (with `generator`, a list
+        of B generators, row b draws its t, its noise over its real frames and its drop from
+        generator b alone, whatever the rest of the batch), and returns
         dict(loss: MSE over real frames, mse_inbetween: MSE over real entries that are not
         keyframes, detached).
         """
@@ -253,9 +255,15 @@ class GaussianDiffusion(nn.Module):
             raise ValueError(f"padding_mask must be (B, T) = ({B}, {T}), got {tuple(padding_mask.shape)}")
         valid = padding_mask[..., None].to(x0.dtype)  # (B, T, 1)
         keyframe_mask = self._full_mask(keyframe_mask, x0) * valid  # (B, T, D)
-        t = torch.randint(0, self.num_timesteps, (B,), device=x0.device)
-        x_t = self.q_sample(x0, t, torch.randn_like(x0))
-        drop_text = torch.rand(B, device=x0.device) < self.cond_drop
+        if generator is None:
+            t = torch.randint(0, self.num_timesteps, (B,), device=x0.device)
+            x_t = self.q_sample(x0, t, torch.randn_like(x0))
+            drop_text = torch.rand(B, device=x0.device) < self.cond_drop
+        else:
+            t = torch.cat([torch.randint(0, self.num_timesteps, (1,), generator=g, device=g.device)
+                           for g in generator]).to(x0.device)
+            x_t = self.q_sample(x0, t, _noise(x0.shape, generator, x0.device, x0.dtype, padding_mask.sum(1).tolist()))
+            drop_text = torch.cat([_uniform(1, g, x0.device) for g in generator]) < self.cond_drop
         x0_pred = self.model(x_t, t, text_emb, x0 * keyframe_mask, keyframe_mask, padding_mask, drop_text)
         sq_err = (x0_pred - x0).pow(2) * valid  # (B, T, D)
         loss = sq_err.sum() / (valid.sum() * D).clamp_min(1.0)
@@ -273,9 +281,9 @@ class GaussianDiffusion(nn.Module):
 
     @torch.inference_mode()
     def sample(self, text_emb: torch.Tensor, keyframe_values: torch.Tensor, keyframe_mask: torch.Tensor,
-               padding_mask: torch.Tensor | None = None, num_steps: int | None = None,
-               guidance_scale: float | None = None, method: Literal["ddim", "ddpm"] = "ddim",
-               eta: float = 0.0, generator: Generators = None) -> torch.Tensor:
+               padding_mask: torch.Tensor | None = None, *, num_steps: int, guidance_scale: float,
+               method: Literal["ddim", "ddpm"] = "ddim", eta: float = 0.0,
+               generator: Generators = None, prediction_out: dict | None = None) -> torch.Tensor:
         """Sample motions that pass through the given keyframes.
 
         text_emb: (B, Dt) text embeddings.
@@ -284,10 +292,9 @@ class GaussianDiffusion(nn.Module):
         keyframe_mask: (B, T, D) or (B, T) 0/1; 1 marks a pinned entry. A per-feature mask pins
             part of a frame (e.g. only the position dims).
         padding_mask: (B, T) bool, True at real frames; None: all frames real.
-        num_steps: denoising steps over a strided subsequence of the training timesteps
-            (default cfg.num_inbetween_steps).
+        num_steps: denoising steps over a strided subsequence of the training timesteps.
         guidance_scale: classifier-free guidance s on text, x0 = u + s * (c - u); 1.0 runs no
-            unconditional rows (default cfg.guidance_scale).
+            unconditional rows. (Defaults for both live in pipeline.SamplingOptions.)
         method: "ddim" (deterministic for eta=0) or "ddpm" (ancestral posterior sampling on the
             same strided timesteps).
         eta: DDIM noise level (0: deterministic, 1: DDPM-like); ignored by "ddpm".
@@ -296,24 +303,25 @@ class GaussianDiffusion(nn.Module):
             its rows sampled one by one).
         Every step replaces the predicted x0 by keyframe_values at pinned entries before
         stepping, and the result equals keyframe_values exactly there.
+        prediction_out: a dict that receives "x0_prediction" (B, T, D), the network's own
+            prediction of x0 at the last step before the keyframes overwrite it, so callers can
+            measure how far the model is from the keyframes it was given.
         Returns x0 (B, T, D); padding frames are zero.
         """
         if method not in ("ddim", "ddpm"):
             raise ValueError(f"method must be 'ddim' or 'ddpm', got {method!r}")
         if keyframe_values.dim() != 3:
             raise ValueError(f"keyframe_values must be (B, T, D), got {tuple(keyframe_values.shape)}")
-        num_steps = self.cfg.num_inbetween_steps if num_steps is None else num_steps
-        guidance_scale = self.cfg.guidance_scale if guidance_scale is None else guidance_scale
         was_training = self.model.training
         self.model.eval()
         try:
             return self._sample(text_emb, keyframe_values, keyframe_mask, padding_mask, num_steps,
-                                guidance_scale, method, eta, generator)
+                                guidance_scale, method, eta, generator, prediction_out)
         finally:
             self.model.train(was_training)
 
     def _sample(self, text_emb, keyframe_values, keyframe_mask, padding_mask, num_steps,
-                guidance_scale, method, eta, generator) -> torch.Tensor:
+                guidance_scale, method, eta, generator, prediction_out) -> torch.Tensor:
         B, T, D = keyframe_values.shape
         device = keyframe_values.device
         if padding_mask is None:
@@ -347,6 +355,8 @@ class GaussianDiffusion(nn.Module):
             if use_cfg:
                 pred_cond, pred_uncond = pred[:B], pred[B:]
                 pred = pred_uncond + guidance_scale * (pred_cond - pred_uncond)
+            if prediction_out is not None:
+                prediction_out["x0_prediction"] = pred * padding_mask[..., None].to(pred.dtype)
             x0 = torch.where(pinned, values, pred)  # keyframe imputation
             if i + 1 == len(timesteps):
                 x = x0

@@ -7,9 +7,9 @@ import torch
 
 from config import CompositeConfig
 from generate import generate_composite
-from pipeline import Composite
+from pipeline import Composite, SamplingOptions
 from text_encoder import load_text_encoder
-from utils import FEATURE_DIM
+from utils import FEATURE_DIM, keyframe_indices
 
 # Computed with the seed's generate_composite (before the Composite object existed) on the
 # models below: random weights from torch.manual_seed(0), MiniLM text, identity statistics.
@@ -41,3 +41,21 @@ def test_generate_composite_output_is_pinned(random_models):
     assert motion.shape == (60, 22, 3)
     assert motion_checksum(motion) == PINNED_MOTION_SHA256
     assert np.ptp(motion[:, :, 1]) > 0.01  # a real, non-degenerate motion is being pinned
+
+
+def test_composite_sample_result_and_keyframe_model_error(random_models):
+    cfg, models = random_models
+    composite = Composite(*models[:7], cfg)
+    result = composite.sample(["a person walks forward", "someone waves"], [60, 41],
+                              SamplingOptions(seed=11), return_timings=True)
+    first, second = result.motions
+    assert first.joints.shape == (60, 22, 3) and second.features.shape == (41, 263)
+    assert np.array_equal(first.keyframe_idx, keyframe_indices(60, cfg.keyframe_interval))
+    assert set(result.timings) == {"text", "gpt", "vq_decode", "diffusion", "joints"}
+    # random weights: the network's own prediction is far from the keyframes it was given,
+    # although the returned motion passes through them (imputation)
+    assert first.keyframe_model_error is not None and first.keyframe_model_error > 0.01
+    interp = composite.sample("a person walks forward", 60, SamplingOptions(seed=11, mode="interpolate"))
+    assert interp.motions[0].keyframe_model_error is None
+    with pytest.raises(ValueError, match="mode must be one of"):
+        composite.sample("a person walks", 60, SamplingOptions(mode="bogus"))
