@@ -1,4 +1,5 @@
 """The Composite object and the notebook API over it: same numbers for the same seed."""
+import copy
 import hashlib
 
 import numpy as np
@@ -45,15 +46,19 @@ def test_generate_composite_output_is_pinned(random_models):
 
 def test_composite_sample_result_and_keyframe_model_error(random_models):
     cfg, models = random_models
-    composite = Composite(*models[:7], cfg)
+    diffusion = copy.deepcopy(models[3])  # its denoiser's output layer starts at zero: give it weights
+    torch.nn.init.normal_(diffusion.model.out_proj.weight, std=0.05, generator=torch.Generator().manual_seed(0))
+    composite = Composite(models[0], models[1], diffusion.model, diffusion, *models[4:7], cfg)
     result = composite.sample(["a person walks forward", "someone waves"], [60, 41],
                               SamplingOptions(seed=11), return_timings=True)
     first, second = result.motions
     assert first.joints.shape == (60, 22, 3) and second.features.shape == (41, 263)
     assert np.array_equal(first.keyframe_idx, keyframe_indices(60, cfg.keyframe_interval))
     assert set(result.timings) == {"text", "gpt", "vq_decode", "diffusion", "joints"}
-    # random weights: the network's own prediction is far from the keyframes it was given,
+    # random weights: the network's own prediction is away from the keyframes it was given,
     # although the returned motion passes through them (imputation)
+    assert np.allclose(first.joints[first.keyframe_idx] - first.joints[first.keyframe_idx, :1],
+                       first.keyframes - first.keyframes[:, :1], atol=1e-4)
     assert first.keyframe_model_error is not None and first.keyframe_model_error > 0.01
     interp = composite.sample("a person walks forward", 60, SamplingOptions(seed=11, mode="interpolate"))
     assert interp.motions[0].keyframe_model_error is None
