@@ -1,5 +1,5 @@
-"""Tests of the embedded synthetic data set (synthetic.py): layout, captions, determinism and the
-physics of the generated motions."""
+"""Tests of the embedded synthetic data set (the synthetic package): layout, captions,
+determinism and the physics of the generated motions."""
 import json
 import os
 import re
@@ -70,7 +70,7 @@ def assert_physical(joints, planted=None, label=""):
                 anchor = joints[start[run_id[down]], joint]
                 drift = np.linalg.norm((joints[down, joint] - anchor)[:, [0, 2]], axis=-1)
                 assert drift.max() < 0.02, f"{label}: planted joint {joint} creeps {drift.max():.3f} m"
-                floor = synthetic._ANKLE_HEIGHT[side] if k == 0 else 0.0
+                floor = synthetic.ANKLE_HEIGHT[side] if k == 0 else 0.0
                 assert np.abs(joints[down, joint, 1] - floor).max() < 0.02, f"{label}: planted joint {joint} off the floor"
     accel = np.linalg.norm(joints[2:] - 2 * joints[1:-1] + joints[:-2], axis=-1) * FPS ** 2  # m/s^2
     assert accel.max() < 300.0, f"{label}: a joint accelerates at {accel.max():.0f} m/s^2"
@@ -342,10 +342,10 @@ def test_ensure_reuses_rebuilds_and_refuses(tmp_path, capsys):
 
 def test_command_line(tmp_path):
     root = tmp_path / "cli"
-    run = subprocess.run([sys.executable, "synthetic.py", "--dataset_root", str(root), "--synthetic_num_motions", "10"],
+    run = subprocess.run([sys.executable, "-m", "synthetic", "--dataset_root", str(root), "--synthetic_num_motions", "10"],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert (root / "DONE").is_file() and len(os.listdir(root / "texts")) == 10
-    bad = subprocess.run([sys.executable, "synthetic.py", "--synthetic_num_motions", "many"],
+    bad = subprocess.run([sys.executable, "-m", "synthetic", "--synthetic_num_motions", "many"],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "synthetic_num_motions" in bad.stderr
