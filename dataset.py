@@ -2,7 +2,7 @@
 
 A data set folder holds `new_joint_vecs/<id>.npy` (T, 263) features, `texts/<id>.txt` captions
 (`caption#tokens#start#end`, one a line), `train.txt`/`val.txt`/`test.txt` id lists and
-`Mean.npy`/`Std.npy`. The embedded procedural data set (synthetic.py) is built in that layout on
+`Mean.npy`/`Std.npy`. The embedded procedural data set (the synthetic/ package) is built in that layout on
 first use, so one loader reads both.
 """
 from __future__ import annotations
