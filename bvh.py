@@ -1,4 +1,12 @@
-"""BVH export of HumanML3D motions, and a small BVH reader with forward kinematics.
+"""BVH export of HumanML3D motions, a BVH reader with forward kinematics, and an importer for
+motion capture of any rig.
+
+`import_bvh(path, rig=None, fps=20, retarget=True)` reads a BVH file (any channel and rotation
+order, End Sites), runs forward kinematics, maps the file's joints to the 22 SMPL joints with a
+rig profile (Bandai Namco, CMU and this project's export are built in and chosen by joint
+names; any other rig takes a JSON mapping, see motion_io.rigs) and returns an ImportedMotion:
+joints (T, 22, 3) in metres at `fps`, y up, retargeted to the canonical skeleton, on the floor,
+the first frame at the origin facing +z; `.features` gives the 263-dim HumanML3D features.
 
 `write_bvh(path, motion, fps)` turns joint positions (T, 22, 3) in metres (or HumanML3D
 features (T, 263)) into a BVH file that Blender, MotionBuilder and other tools import.
@@ -21,16 +29,23 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import NamedTuple
+from dataclasses import dataclass
+from typing import NamedTuple, Optional
 
 import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 
-from runtime import write_atomic
-from utils import (FACE_JOINT_IDX, FEATURE_DIM, JOINT_NAMES, KINEMATIC_CHAIN, NUM_JOINTS,
-                   RAW_OFFSETS, SKELETON_OFFSETS, features_to_joints, inverse_kinematics, qbetween,
-                   qinv, qmul, qrot, quat_to_matrix)
+from motion_io.retarget import (detect_up, place_canonically, resample_local, source_fps, to_y_up,
+                                uniform_skeleton)
+from motion_io.rigs import RigSpec, UnknownRigError, figure_scale, map_to_smpl, resolve_rig
+from runtime import check_out_path, write_atomic
+from utils import (FEATURE_DIM, JOINT_NAMES, KINEMATIC_CHAIN, NUM_JOINTS, RAW_OFFSETS,
+                   SKELETON_OFFSETS, as_joints, facing_rotation, inverse_kinematics,
+                   joints_to_features, qbetween, qinv, qmul, qrot, quat_to_matrix)
+
+__all__ = ["BVHData", "ImportedMotion", "UnknownRigError", "bvh_forward_kinematics", "bvh_local_transforms",
+           "bvh_text", "chain_forward_kinematics", "import_bvh", "read_bvh", "read_bvh_joints", "write_bvh"]
 
 ROTATION_CHANNELS = ("Zrotation", "Xrotation", "Yrotation")  # R = Rz @ Rx @ Ry
 POSITION_CHANNELS = ("Xposition", "Yposition", "Zposition")
@@ -79,25 +94,6 @@ class BVHData(NamedTuple):
 # ---------------------------------------------------------------------------------------
 # Writing
 # ---------------------------------------------------------------------------------------
-def _as_joints(motion, name: str = "motion") -> np.ndarray:
-    """Validate a (T, 22, 3) joints or (T, 263) features array; returns float64 joints."""
-    arr = np.asarray(motion.detach().cpu().numpy() if isinstance(motion, torch.Tensor) else motion)
-    if not np.issubdtype(arr.dtype, np.number):
-        raise ValueError(f"{name} must be a numeric array, got dtype {arr.dtype}")
-    if arr.ndim == 2 and arr.shape[1] == FEATURE_DIM:
-        if not np.isfinite(arr).all():
-            raise ValueError(f"{name} contains NaN or inf values; export a finite motion")
-        arr = features_to_joints(arr.astype(np.float64))
-    if arr.ndim != 3 or arr.shape[1:] != (NUM_JOINTS, 3):
-        raise ValueError(f"{name} has shape {arr.shape}; expected (T, {NUM_JOINTS}, 3) joints in metres "
-                         f"or (T, {FEATURE_DIM}) HumanML3D features")
-    if arr.shape[0] < 1:
-        raise ValueError(f"{name} has no frames; expected at least one frame")
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name} contains NaN or inf values; export a finite motion")
-    return arr.astype(np.float64)
-
-
 def _bone_globals(joints: np.ndarray) -> torch.Tensor:
     """Global rotation (T, 22, 4) of each bone parent -> j (index j), from utils.inverse_kinematics.
 
@@ -114,16 +110,6 @@ def _bone_globals(joints: np.ndarray) -> torch.Tensor:
     return bone_global
 
 
-def _facing_yaw(joints: torch.Tensor) -> torch.Tensor:
-    """Rotation (T, 4) about y that turns the rest facing (+z) to the body's facing direction."""
-    r_hip, l_hip, r_shoulder, l_shoulder = FACE_JOINT_IDX
-    across = (joints[:, r_hip] - joints[:, l_hip]) + (joints[:, r_shoulder] - joints[:, l_shoulder])
-    up = across.new_tensor([0.0, 1.0, 0.0]).expand_as(across)
-    forward = torch.linalg.cross(up, across)
-    forward[:, 1] = 0.0
-    return qbetween(forward.new_tensor([0.0, 0.0, 1.0]).expand_as(forward), forward)
-
-
 def _bvh_rotations(joints: np.ndarray) -> np.ndarray:
     """Local rotation matrices (T, J, 3, 3) of every BVH joint in `_HIERARCHY` order."""
     pos = torch.from_numpy(joints)
@@ -134,7 +120,7 @@ def _bvh_rotations(joints: np.ndarray) -> np.ndarray:
     globals_: dict = {}
     locals_ = []
     for name, _, parent in _HIERARCHY:
-        up = _facing_yaw(pos) if parent is None else globals_[parent]  # (T, 4)
+        up = qinv(facing_rotation(pos)) if parent is None else globals_[parent]  # (T, 4): +z -> facing
         bone = _DRIVEN_BONE.get(name)
         if bone is None:  # leaf: no bone to drive
             rot = up
@@ -156,22 +142,12 @@ def _matrix_to_euler_zxy(m: np.ndarray) -> np.ndarray:
     return angles.reshape(m.shape[:-2] + (3,))
 
 
-def check_out_path(path: str) -> str:
-    """Absolute output path whose folder exists and is writable, else ValueError."""
-    path = os.path.abspath(os.fspath(path))
-    folder = os.path.dirname(path)
-    if not os.path.isdir(folder):
-        raise ValueError(f"output folder does not exist: {folder} (create it or choose another --out)")
-    if not os.access(folder, os.W_OK):
-        raise ValueError(f"output folder is not writable: {folder} (choose another --out)")
-    if os.path.isdir(path):
-        raise ValueError(f"output path is a folder: {path} (give a file name)")
-    return path
-
-
 def bvh_text(motion, fps: int = 20) -> str:
     """The BVH file text of a motion: joints (T, 22, 3) in metres or features (T, 263)."""
-    joints = _as_joints(motion)
+    joints = as_joints(motion)
+    if joints.ndim != 3:
+        raise ValueError(f"motion has shape {joints.shape}; expected (T, {NUM_JOINTS}, 3) joints in metres "
+                         f"or (T, {FEATURE_DIM}) HumanML3D features, one motion per file")
     if isinstance(fps, bool) or not isinstance(fps, (int, np.integer)) or fps <= 0:
         raise ValueError(f"fps must be a positive integer, got {fps!r}")
     rotations = _bvh_rotations(joints)  # (T, J, 3, 3)
@@ -244,7 +220,14 @@ def read_bvh(path: str) -> BVHData:
     head, sep, motion = text.partition("MOTION")
     if not sep or "HIERARCHY" not in head:
         raise ValueError(f"{path} is not a BVH file (needs HIERARCHY and MOTION sections)")
-    tokens = head.split()
+    names, parents, offsets, channels = _parse_hierarchy(head.split(), path)
+    frames, frame_time = _parse_motion(motion, sum(len(c) for c in channels), path)
+    return BVHData(names, np.array(parents), np.array(offsets, dtype=np.float64), channels, frames,
+                   frame_time)
+
+
+def _parse_hierarchy(tokens: list, path: str) -> tuple[list, list, list, list]:
+    """(names, parents, offsets, channels) of the HIERARCHY tokens; End Sites are skipped."""
     names, parents, offsets, channels = [], [], [], []
     stack: list = []  # indices of open joints (-2 marks an End Site)
     i = tokens.index("HIERARCHY") + 1
@@ -271,7 +254,10 @@ def read_bvh(path: str) -> BVHData:
                 i += 4
             elif tok == "CHANNELS":
                 count = int(tokens[i + 1])
-                channels[stack[-1]] = tuple(tokens[i + 2:i + 2 + count])
+                # 'XROTATION', 'xrotation' -> 'Xrotation'
+                channels[stack[-1]] = tuple(c[:1].upper() + c[1:].lower() for c in tokens[i + 2:i + 2 + count])
+                if len(channels[stack[-1]]) != count:
+                    raise ValueError
                 i += 2 + count
             elif tok == "}":
                 stack.pop()
@@ -283,22 +269,27 @@ def read_bvh(path: str) -> BVHData:
     if stack or not names:
         raise ValueError(f"{path}: malformed BVH hierarchy (unbalanced braces or no joints)")
     known = set(ROTATION_CHANNELS + POSITION_CHANNELS)
-    if any(c not in known for chans in channels for c in chans):
-        raise ValueError(f"{path}: unknown channel name in the hierarchy")
+    unknown = [c for chans in channels for c in chans if c not in known]
+    if unknown:
+        raise ValueError(f"{path}: unknown channel name '{unknown[0]}' in the hierarchy")
+    return names, parents, offsets, channels
 
-    lines = [ln.strip() for ln in motion.strip().splitlines() if ln.strip()]
+
+def _parse_motion(motion: str, num_channels: int, path: str) -> tuple[np.ndarray, float]:
+    """(frames (F, C), frame time) of the text after MOTION."""
+    lines = motion.strip().split("\n", 2)
     try:
         num_frames = int(lines[0].split(":")[1])
         frame_time = float(lines[1].split(":")[1])
-        frames = np.array([[float(v) for v in ln.split()] for ln in lines[2:]], dtype=np.float64)
+        values = np.array(lines[2].split() if len(lines) > 2 else [], dtype=np.float64)
     except (IndexError, ValueError):
         raise ValueError(f"{path}: malformed MOTION section (Frames:, Frame Time:, then numbers)") from None
-    num_channels = sum(len(c) for c in channels)
-    frames = frames.reshape(-1, num_channels) if frames.size else np.zeros((0, num_channels))
-    if frames.shape != (num_frames, num_channels):
-        raise ValueError(f"{path}: MOTION holds {frames.shape} values, expected ({num_frames}, {num_channels})")
-    return BVHData(names, np.array(parents), np.array(offsets, dtype=np.float64), channels, frames,
-                   frame_time)
+    if values.size != num_frames * num_channels:
+        raise ValueError(f"{path}: MOTION holds {values.size} values, expected {num_frames} frames x "
+                         f"{num_channels} channels")
+    if not np.isfinite(values).all() or not frame_time > 0:
+        raise ValueError(f"{path}: MOTION holds non-finite values or a Frame Time <= 0")
+    return values.reshape(num_frames, num_channels), frame_time
 
 
 def _axis_rotation(axis: str, degrees: np.ndarray) -> np.ndarray:
@@ -312,33 +303,47 @@ def _axis_rotation(axis: str, degrees: np.ndarray) -> np.ndarray:
     return np.stack([np.stack(r, axis=-1) for r in rows], axis=-2)
 
 
-def bvh_forward_kinematics(bvh: BVHData) -> np.ndarray:
-    """World positions (F, J, 3) of every joint of a parsed BVH (file units).
+def bvh_local_transforms(bvh: BVHData) -> tuple[np.ndarray, np.ndarray]:
+    """Local translations (F, J, 3) (file units) and rotation matrices (F, J, 3, 3) of every
+    joint of a parsed BVH.
 
     Standard BVH semantics: a joint's rotation channels compose in the listed order
-    (R = R1 @ R2 @ R3); its position is parent_pos + parent_rot @ offset, where position
-    channels (the root's) replace the offset.
+    (R = R1 @ R2 @ R3), whatever that order is; its translation is its OFFSET, where position
+    channels (the root's, or every joint's in some rigs) replace the offset's components.
     """
-    num_frames = len(bvh.frames)
-    positions = np.zeros((num_frames, len(bvh.joint_names), 3))
-    rotations = np.zeros((num_frames, len(bvh.joint_names), 3, 3))
+    num_frames, num_joints = len(bvh.frames), len(bvh.joint_names)
+    local_pos = np.broadcast_to(bvh.offsets, (num_frames, num_joints, 3)).copy()
+    local_rot = np.broadcast_to(np.eye(3), (num_frames, num_joints, 3, 3)).copy()
     col = 0
-    for j, (parent, chans) in enumerate(zip(bvh.parents, bvh.channels)):
-        local_pos = np.broadcast_to(bvh.offsets[j], (num_frames, 3)).copy()
-        local_rot = np.broadcast_to(np.eye(3), (num_frames, 3, 3)).copy()
+    for j, chans in enumerate(bvh.channels):
         for name in chans:
             value = bvh.frames[:, col]
             col += 1
             if name in POSITION_CHANNELS:
-                local_pos[:, "XYZ".index(name[0])] = value
+                local_pos[:, j, "XYZ".index(name[0])] = value
             else:
-                local_rot = local_rot @ _axis_rotation(name[0], value)
+                local_rot[:, j] = local_rot[:, j] @ _axis_rotation(name[0], value)
+    return local_pos, local_rot
+
+
+def chain_forward_kinematics(parents, local_pos: np.ndarray, local_rot: np.ndarray) -> np.ndarray:
+    """World positions (F, J, 3) from local translations (F, J, 3) and rotations (F, J, 3, 3);
+    parents (J,) lists each joint's parent index (-1 for a root), parents before children:
+    position_j = position_parent + R_parent @ translation_j, R_j = R_parent @ local_rot_j."""
+    positions = np.zeros(local_pos.shape)
+    rotations = np.zeros(local_rot.shape)
+    for j, parent in enumerate(parents):
         if parent < 0:
-            positions[:, j], rotations[:, j] = local_pos, local_rot
+            positions[:, j], rotations[:, j] = local_pos[:, j], local_rot[:, j]
         else:
-            positions[:, j] = positions[:, parent] + np.einsum("fij,fj->fi", rotations[:, parent], local_pos)
-            rotations[:, j] = rotations[:, parent] @ local_rot
+            positions[:, j] = positions[:, parent] + np.einsum("fij,fj->fi", rotations[:, parent], local_pos[:, j])
+            rotations[:, j] = rotations[:, parent] @ local_rot[:, j]
     return positions
+
+
+def bvh_forward_kinematics(bvh: BVHData) -> np.ndarray:
+    """World positions (F, J, 3) of every joint of a parsed BVH, in file units at the file's rate."""
+    return chain_forward_kinematics(bvh.parents, *bvh_local_transforms(bvh))
 
 
 def read_bvh_joints(path: str) -> np.ndarray:
@@ -349,3 +354,75 @@ def read_bvh_joints(path: str) -> np.ndarray:
         raise ValueError(f"{path} lacks SMPL joint '{missing[0]}'; expected a file from write_bvh")
     positions = bvh_forward_kinematics(bvh)
     return positions[:, [bvh.joint_names.index(n) for n in JOINT_NAMES]]
+
+
+# ---------------------------------------------------------------------------------------
+# Importing: any rig -> the 22 SMPL joints on the project's canonical skeleton
+# ---------------------------------------------------------------------------------------
+@dataclass
+class ImportedMotion:
+    """A BVH file imported by `import_bvh`, with what the import found."""
+    joints: np.ndarray  # (T, 22, 3) SMPL joints: metres at `fps`, placed (raw: file units, source rate)
+    fps: float  # frames per second of `joints`
+    rig: str  # the rig profile used ('bandai', 'cmu', 'project' or a mapping's name)
+    source_fps: float  # the file's frame rate
+    source_frames: int  # the file's frame count
+    units: str  # the file's units and how they were found, e.g. 'cm (rig profile)'
+    scale: float  # metres per file unit
+    up: str  # the file's up axis ('y', 'z', '-z', ...)
+    retargeted: bool  # bone lengths set to the canonical skeleton's
+    raw: bool  # joints straight from forward kinematics (no resampling, units, placement)
+    path: str
+
+    @property
+    def features(self) -> np.ndarray:
+        """HumanML3D features (T-1, 263) of the joints (utils.joints_to_features)."""
+        if self.raw:
+            raise ValueError("raw imports are in file units; import without raw=True for features")
+        return joints_to_features(self.joints)
+
+    @property
+    def seconds(self) -> float:
+        return (len(self.joints) - 1) / self.fps
+
+
+def import_bvh(path: str, rig: RigSpec = None, fps: Optional[float] = 20, retarget: bool = True,
+               raw: bool = False) -> ImportedMotion:
+    """Import a BVH file of any rig as the 22 SMPL joints of HumanML3D (see motion_io).
+
+    rig: None picks a built-in profile (bandai, cmu, project) by the file's joint names, else a
+    profile name, a JSON mapping file, a mapping dict or a motion_io.rigs.RigProfile; an unknown
+    rig raises UnknownRigError (one line: the joints found and how to pass a mapping).
+    The joints are resampled to `fps` (None: the file's rate), turned y-up, scaled to metres
+    (the profile's units, else found from the figure's height), retargeted to the canonical
+    bone lengths (`retarget`), put on the floor, the first frame at the origin facing +z with
+    the body's left at +x. raw=True skips all that: forward-kinematics positions of the 22
+    joints in file units at the file's rate. Bad files raise ValueError.
+    """
+    if fps is not None and (isinstance(fps, bool) or not isinstance(fps, (int, float)) or not fps > 0):
+        raise ValueError(f"fps must be a positive number or None, got {fps!r}")
+    data = read_bvh(path)
+    profile = resolve_rig(rig, data.joint_names, path)
+    src_fps = source_fps(data.frame_time)
+    local_pos, local_rot = bvh_local_transforms(data)
+    out_fps = src_fps if fps is None or raw else float(fps)
+    if not raw:
+        local_pos, local_rot = resample_local(local_pos, local_rot, src_fps, out_fps)
+    joints = map_to_smpl(chain_forward_kinematics(data.parents, local_pos, local_rot), data.joint_names, profile)
+    up = profile.up or detect_up(joints)
+    if profile.scale is not None:
+        scale, units = profile.scale, f"{profile.units or f'{profile.scale:g} m'} (rig profile)"
+    else:
+        scale, units = figure_scale(joints)
+        units += " (figure height)"
+    found = dict(rig=profile.name, source_fps=src_fps, source_frames=len(data.frames), units=units,
+                 scale=scale, up=up, path=os.path.abspath(path))
+    if raw:
+        return ImportedMotion(joints, out_fps, retargeted=False, raw=True, **found)
+    joints = to_y_up(joints, up) * scale
+    if retarget:
+        joints = uniform_skeleton(joints)
+    joints = place_canonically(joints)
+    if not np.isfinite(joints).all():
+        raise ValueError(f"{path}: the motion is degenerate (non-finite joints after import)")
+    return ImportedMotion(joints, out_fps, retargeted=retarget, raw=False, **found)

@@ -116,3 +116,221 @@ def test_missing_folder_and_corrupt_file(tmp_path):
     truncated.write_text(text[: len(text) - 40])
     with pytest.raises(ValueError, match="MOTION"):
         bvh.read_bvh(str(truncated))
+
+
+# ---------------------------------------------------------------------------------------
+# Importing: real Bandai Namco takes, our own export, CMU-style, unknown and mapped rigs
+# ---------------------------------------------------------------------------------------
+BANDAI_ARCHIVE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "bandai-namco-motion.tar.xz"
+BANDAI_DATA = {1: "Bandai-Namco-Research-Motiondataset-1/data/", 2: "Bandai-Namco-Research-Motiondataset-2/data/"}
+needs_bandai = pytest.mark.skipif(not BANDAI_ARCHIVE.exists(),
+                                  reason=f"Bandai Namco motion archive not found at {BANDAI_ARCHIVE}")
+
+
+def extract_bandai(members, dest) -> list:
+    """Extract archive members (paths inside the archive) into dest, reading the .tar.xz as a
+    stream and stopping after the last one; returns the extracted file paths."""
+    import tarfile
+    wanted, paths = set(members), {}
+    with tarfile.open(BANDAI_ARCHIVE, "r|xz") as tar:
+        for member in tar:
+            if member.name in wanted:
+                target = Path(dest) / Path(member.name).name
+                target.write_bytes(tar.extractfile(member).read())
+                paths[member.name] = str(target)
+                if len(paths) == len(wanted):
+                    break
+    missing = wanted - set(paths)
+    assert not missing, f"not in the archive: {sorted(missing)}"
+    return [paths[m] for m in members]
+
+
+@needs_bandai
+def test_bandai_take_matches_independent_fk(tmp_path):
+    bvhio = pytest.importorskip("bvhio")
+    (path,) = extract_bandai([BANDAI_DATA[1] + "dataset-1_bow_active_001.bvh"], tmp_path)
+    data = bvh.read_bvh(path)
+    ours = bvh.bvh_forward_kinematics(data) * 0.01  # (F, J, 3) file units (cm) -> m
+    root = bvhio.readAsHierarchy(path)
+    layout = root.layout()
+    ref = np.zeros((len(data.frames), len(layout), 3))
+    for frame in range(len(data.frames)):
+        root.loadPose(frame, recursive=True)
+        for k, (joint, _, _) in enumerate(layout):
+            ref[frame, k] = np.array(joint.PositionWorld)
+    ref *= 0.01
+    order = [data.joint_names.index(joint.Name) for joint, _, _ in layout]
+    error = np.abs(ours[:, order] - ref).max()
+    assert error < 1e-4, f"FK differs from bvhio by {error:.2e} m"  # measured 1.5e-6 m (bvhio is float32)
+    # The importer's raw joints are those positions, mapped to SMPL (spine2 between Spine and Chest).
+    raw = bvh.import_bvh(path, raw=True)
+    assert (raw.rig, raw.source_fps, raw.units, raw.scale) == ("bandai", 30.0, "cm (rig profile)", 0.01)
+    by_name = {joint.Name: k for k, (joint, _, _) in enumerate(layout)}
+    assert np.abs(raw.joints[:, 0] * 0.01 - ref[:, by_name["Hips"]]).max() < 1e-4
+    assert np.abs(raw.joints[:, 20] * 0.01 - ref[:, by_name["Hand_L"]]).max() < 1e-4
+    spine2 = ref[:, by_name["Spine"]] + 0.7 * (ref[:, by_name["Chest"]] - ref[:, by_name["Spine"]])
+    assert np.abs(raw.joints[:, 6] * 0.01 - spine2).max() < 1e-4
+    # The canonical import: 20 fps, on the canonical skeleton, on the floor, facing +z.
+    motion = bvh.import_bvh(path)
+    assert motion.joints.shape == ((len(data.frames) - 1) * 2 // 3 + 1, 22, 3) and motion.fps == 20
+    bones = np.linalg.norm(motion.joints[:, 1:] - motion.joints[:, utils.PARENTS[1:]], axis=-1)
+    np.testing.assert_allclose(bones, np.broadcast_to(utils.BONE_LENGTHS[1:], bones.shape), atol=1e-9)
+    assert abs(motion.joints[..., 1].min()) < 1e-9 and np.abs(motion.joints[0, 0, [0, 2]]).max() < 1e-9
+    assert motion.joints[0, 1, 0] > motion.joints[0, 2, 0]  # left hip at +x
+    assert motion.features.shape == (len(motion.joints) - 1, 263)
+
+
+def _canonical(joints):
+    from motion_io.retarget import place_canonically
+    return place_canonically(joints)
+
+
+def test_export_import_roundtrip(tmp_path):
+    joints = _canonical(random_motion_joints(40, seed=11))
+    path = bvh.write_bvh(str(tmp_path / "ours.bvh"), joints, fps=20)
+    motion = bvh.import_bvh(path)
+    assert (motion.rig, motion.units, motion.fps, motion.source_fps) == ("project", "m (rig profile)", 20, 20.0)
+    error = np.linalg.norm(motion.joints - joints, axis=-1).max()
+    assert error < 1e-3, f"round trip moved a joint by {error:.2e} m"  # measured 1.3e-5 m
+    if REAL_JOINTS.exists():
+        real = _canonical(np.load(REAL_JOINTS).astype(np.float64))
+        back = bvh.import_bvh(bvh.write_bvh(str(tmp_path / "real.bvh"), real)).joints
+        assert np.linalg.norm(back - real, axis=-1).max() < 1e-3
+    # 30 fps -> 20 fps: every second output frame is a source frame (t = 0, 0.1, 0.2 s ...).
+    path30 = bvh.write_bvh(str(tmp_path / "ours30.bvh"), joints, fps=30)
+    at20 = bvh.import_bvh(path30).joints
+    assert len(at20) == 27
+    assert np.linalg.norm(at20[::2] - joints[::3], axis=-1).max() < 1e-3
+
+
+def test_rotation_and_channel_orders_give_the_same_positions(tmp_path):
+    from scipy.spatial.transform import Rotation
+    path = bvh.write_bvh(str(tmp_path / "zxy.bvh"), random_motion_joints(12, seed=2))
+    data = bvh.read_bvh(path)
+    expected = bvh.bvh_forward_kinematics(data)
+    text = Path(path).read_text()
+    for order in ("XYZ", "YZX", "ZYX"):
+        frames = data.frames.copy()
+        for j in range(len(data.joint_names)):
+            col = 3 + 3 * j  # the root's rotations follow its three position channels
+            matrix = Rotation.from_euler("ZXY", frames[:, col:col + 3], degrees=True)
+            frames[:, col:col + 3] = matrix.as_euler(order, degrees=True)
+        frames[:, :3] = frames[:, [2, 0, 1]]  # position channels listed as Z X Y
+        head = text.split("MOTION")[0].replace("Zrotation Xrotation Yrotation",
+                                                " ".join(f"{a}rotation" for a in order))
+        head = head.replace("Xposition Yposition Zposition", "Zposition Xposition Yposition")
+        other = tmp_path / f"{order}.bvh"
+        body = "\n".join(" ".join(f"{v:.10f}" for v in row) for row in frames)
+        other.write_text(f"{head}MOTION\nFrames: {len(frames)}\nFrame Time: 0.05\n{body}\n")
+        assert np.abs(bvh.bvh_forward_kinematics(bvh.read_bvh(str(other))) - expected).max() < 1e-6
+
+
+def _cmu_hierarchy(prefix=""):
+    """(name, parent, offset) of a 31-joint CMU-style rig in CMU's ASF units (1/0.45 inch)."""
+    rows = [("Hips", None, (0, 0, 0)), ("LowerBack", "Hips", (0, 0, 0)), ("Spine", "LowerBack", (0, 2.0, 0)),
+            ("Spine1", "Spine", (0, 2.0, 0)), ("Neck", "Spine1", (0, 0, 0)), ("Neck1", "Neck", (0, 1.75, 0)),
+            ("Head", "Neck1", (0, 1.76, 0))]
+    for side, sign, short in (("Left", 1, "L"), ("Right", -1, "R")):
+        rows += [(f"{short}HipJoint", "Hips", (0, 0, 0)), (f"{side}UpLeg", f"{short}HipJoint", (1.6 * sign, -1.8, 0)),
+                 (f"{side}Leg", f"{side}UpLeg", (0, -7.0, 0)), (f"{side}Foot", f"{side}Leg", (0, -7.3, 0)),
+                 (f"{side}ToeBase", f"{side}Foot", (0, -0.5, 2.1)),
+                 (f"{side}Shoulder", "Spine1", (0, 0, 0)), (f"{side}Arm", f"{side}Shoulder", (3.4 * sign, 1.2, 0)),
+                 (f"{side}ForeArm", f"{side}Arm", (5.0 * sign, 0, 0)), (f"{side}Hand", f"{side}ForeArm", (3.5 * sign, 0, 0)),
+                 (f"{side}FingerBase", f"{side}Hand", (0.7 * sign, 0, 0)),
+                 (f"{side}HandIndex1", f"{side}FingerBase", (0.6 * sign, 0, 0)),
+                 (f"{short}Thumb", f"{side}Hand", (0.5 * sign, 0, 0.5))]
+    return [(prefix + n, p and prefix + p, o) for n, p, o in rows]
+
+
+def write_test_bvh(path, hierarchy, num_frames=30, seed=0, yaw_deg=90.0, fps=30):
+    """A BVH of `hierarchy` ((name, parent, offset) rows, root first): the figure walks along its
+    facing direction, turned by yaw_deg about y, with small smooth random joint rotations."""
+    rng = np.random.default_rng(seed)
+    children = {name: [n for n, p, _ in hierarchy if p == name] for name, _, _ in hierarchy}
+    offsets = {name: off for name, _, off in hierarchy}
+    lines, order = ["HIERARCHY"], []
+
+    def emit(name, depth):
+        pad = "  " * depth
+        order.append(name)
+        lines.append(f"{pad}{'ROOT' if depth == 0 else 'JOINT'} {name}\n{pad}{{")
+        lines.append(f"{pad}  OFFSET {' '.join(f'{v:g}' for v in offsets[name])}")
+        chans = "6 Xposition Yposition Zposition Zrotation Xrotation Yrotation" if depth == 0 else "3 Zrotation Xrotation Yrotation"
+        lines.append(f"{pad}  CHANNELS {chans}")
+        for child in children[name]:
+            emit(child, depth + 1)
+        if not children[name]:
+            lines.append(f"{pad}  End Site\n{pad}  {{\n{pad}    OFFSET 0 1 0\n{pad}  }}")
+        lines.append(f"{pad}}}")
+    emit(hierarchy[0][0], 0)
+    t = np.linspace(0, 1, num_frames)[:, None]
+    angles = 8.0 * np.sin(2 * np.pi * t + rng.uniform(0, 6.28, (1, 3 * len(order))))
+    angles[:, 2] += yaw_deg  # the root's Yrotation (channels Z X Y): the figure's facing
+    heading = np.deg2rad(yaw_deg)
+    root = np.stack([np.sin(heading) * 10 * t[:, 0], np.full(num_frames, 17.0), np.cos(heading) * 10 * t[:, 0]], 1)
+    values = np.concatenate([root, angles], axis=1)
+    lines += ["MOTION", f"Frames: {num_frames}", f"Frame Time: {1 / fps:.7f}"]
+    lines += [" ".join(f"{v:.5f}" for v in row) for row in values]
+    Path(path).write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def test_cmu_rig_is_detected_and_canonicalised(tmp_path):
+    path = write_test_bvh(tmp_path / "cmu.bvh", _cmu_hierarchy())
+    motion = bvh.import_bvh(path)
+    assert (motion.rig, motion.units, motion.up) == ("cmu", "cmu (figure height)", "y")
+    assert motion.scale == pytest.approx(0.0254 / 0.45)
+    assert motion.joints.shape == (20, 22, 3)
+    assert motion.joints[0, 1, 0] > motion.joints[0, 2, 0] and motion.joints[0, 16, 0] > motion.joints[0, 17, 0]
+    assert motion.joints[-1, 0, 2] > 0.3  # it walks along its facing: +z once turned
+    raw = bvh.import_bvh(path, raw=True)
+    data = bvh.read_bvh(path)
+    fk = bvh.bvh_forward_kinematics(data)
+    np.testing.assert_allclose(raw.joints[:, 4], fk[:, data.joint_names.index("LeftLeg")])
+
+
+def test_unknown_rig_gives_one_line(tmp_path):
+    hierarchy = [("root", None, (0, 0, 0)), ("torso", "root", (0, 10, 0)), ("thigh_l", "root", (5, -5, 0))]
+    path = write_test_bvh(tmp_path / "odd.bvh", hierarchy, num_frames=4)
+    with pytest.raises(bvh.UnknownRigError) as info:
+        bvh.import_bvh(path)
+    message = str(info.value)
+    assert "\n" not in message
+    assert "root, torso, thigh_l" in message and "rig='map.json'" in message and "left_wrist" in message
+
+
+def test_json_mapping_imports_any_rig(tmp_path):
+    import json
+    reference = bvh.import_bvh(write_test_bvh(tmp_path / "cmu.bvh", _cmu_hierarchy()))
+    path = write_test_bvh(tmp_path / "renamed.bvh", _cmu_hierarchy(prefix="rig:bone_"))
+    with pytest.raises(bvh.UnknownRigError):
+        bvh.import_bvh(path)  # (the rig: namespace is ignored, but bone_* names are not CMU's)
+    from motion_io.rigs import CMU, Lerp
+    joints = {smpl: ({"lerp": ["bone_" + spec.a, "bone_" + spec.b, spec.t]} if isinstance(spec, Lerp) else "bone_" + spec)
+              for smpl, spec in CMU.joints.items()}
+    mapping = tmp_path / "map.json"
+    mapping.write_text(json.dumps({"name": "renamed", "units": "cmu", "up": "y", "joints": joints}))
+    motion = bvh.import_bvh(path, rig=str(mapping))
+    assert (motion.rig, motion.units) == ("renamed", "cmu (rig profile)")
+    np.testing.assert_allclose(motion.joints, reference.joints, atol=1e-9)
+    # A dict works too; up None finds +y; a mapping that lacks a joint says which.
+    assert bvh.import_bvh(path, rig={"joints": joints, "up": None}).up == "y"
+    bad = dict(joints)
+    del bad["head"]
+    mapping.write_text(json.dumps({"joints": bad}))
+    with pytest.raises(ValueError, match="lacks head"):
+        bvh.import_bvh(path, rig=str(mapping))
+
+
+def test_uniform_skeleton_is_humanml3d_fk_of_ik():
+    from motion_io.retarget import leg_length, uniform_skeleton
+    joints = random_motion_joints(16, seed=4)
+    stretched = joints.copy()
+    for chain in utils.KINEMATIC_CHAIN:  # every bone 1.3x longer, directions kept
+        for parent, child in zip(chain[:-1], chain[1:]):
+            stretched[:, child] = stretched[:, parent] + 1.3 * (joints[:, child] - joints[:, parent])
+    out = uniform_skeleton(stretched)
+    ratio = leg_length(joints) / leg_length(stretched)
+    expected = utils.forward_kinematics(utils.inverse_kinematics(stretched), stretched[:, 0] * ratio)
+    assert np.abs(out - expected).max() < 1e-9
+    assert np.abs(out[:, 1:] - out[:, 0:1] - (joints[:, 1:] - joints[:, 0:1])).max() < 1e-9
