@@ -13,9 +13,12 @@ import numpy as np
 
 from utils import BONE_LENGTHS, FOOT_IDX_LEFT, FOOT_IDX_RIGHT, PARENTS
 
-FOOT_JOINTS = FOOT_IDX_LEFT + FOOT_IDX_RIGHT  # ankles and toes
-CONTACT_HEIGHT = 0.05  # m: a foot joint below this height touches the floor
-SKATING_SPEED = 0.5  # m/s: a touching foot joint moving faster than this horizontally slides
+FOOT_JOINTS = FOOT_IDX_LEFT + FOOT_IDX_RIGHT  # ankles and feet (toes), for penetration
+# Foot skating as GMD defines it (see foot_skating_ratio).
+SKATING_FEET = (10, 11)  # left foot, right foot
+CONTACT_HEIGHT = 0.05  # m: a foot below this height touches the floor
+SKATING_SPEED = 0.5  # m/s: a touching foot moving faster than this horizontally slides
+SKATING_WINDOW = 5  # steps over which the speed is averaged as well
 
 
 def _as_float64(x) -> np.ndarray:
@@ -109,33 +112,34 @@ def matching_score(text_emb, motion_emb) -> float:
 
 
 def diversity(activations, num_pairs: int = 300, rng: np.random.Generator | None = None) -> float:
-    """Diversity: mean distance between `num_pairs` random pairs of embeddings (N, D)
-    (two disjoint index draws without replacement; fewer pairs when N < 2 * num_pairs)."""
+    """Diversity (Guo et al. 2022): mean distance between embeddings (N, D) at two independent
+    draws of min(num_pairs, N) indices without replacement (as their `calculate_diversity`; a
+    pair may be one embedding twice, with probability 1/N)."""
     acts = _as_float64(activations)
+    if acts.ndim != 2 or len(acts) < 2:
+        raise ValueError(f"diversity needs (N>=2, D) embeddings, got shape {acts.shape}")
     rng = rng or np.random.default_rng(0)
-    num_pairs = min(num_pairs, len(acts) // 2)
-    if num_pairs < 1:
-        raise ValueError(f"diversity needs at least 2 embeddings, got {len(acts)}")
-    order = rng.permutation(len(acts))
-    first, second = order[:num_pairs], order[num_pairs:2 * num_pairs]
+    num_pairs = min(num_pairs, len(acts))
+    first = rng.choice(len(acts), num_pairs, replace=False)
+    second = rng.choice(len(acts), num_pairs, replace=False)
     return float(np.linalg.norm(acts[first] - acts[second], axis=1).mean())
 
 
 def multimodality(activations, num_pairs: int = 10, rng: np.random.Generator | None = None) -> float:
-    """MultiModality: mean distance between samples of the same prompt.
+    """MultiModality (Guo et al. 2022): mean distance between samples of the same prompt.
 
-    activations (P, R, D): R >= 2 samples for each of P prompts. For every prompt, `num_pairs`
-    random pairs of two different samples are drawn; the mean of their distances is returned.
-    """
+    activations (P, R, D): R >= 2 samples for each of P prompts. As their
+    `calculate_multimodality`: two independent draws of min(num_pairs, R) sample indices without
+    replacement, shared by all prompts, are paired up (a sample may pair with itself)."""
     acts = _as_float64(activations)
     if acts.ndim != 3 or acts.shape[1] < 2:
         raise ValueError(f"multimodality needs (P, R>=2, D) activations, got shape {acts.shape}")
     rng = rng or np.random.default_rng(0)
-    num_prompts, repeats = acts.shape[:2]
-    first = rng.integers(0, repeats, size=(num_prompts, num_pairs))
-    second = (first + rng.integers(1, repeats, size=(num_prompts, num_pairs))) % repeats  # never == first
-    rows = np.arange(num_prompts)[:, None]
-    return float(np.linalg.norm(acts[rows, first] - acts[rows, second], axis=-1).mean())
+    repeats = acts.shape[1]
+    num_pairs = min(num_pairs, repeats)
+    first = rng.choice(repeats, num_pairs, replace=False)
+    second = rng.choice(repeats, num_pairs, replace=False)
+    return float(np.linalg.norm(acts[:, first] - acts[:, second], axis=-1).mean())
 
 
 def confidence_interval(values: Sequence[float]) -> tuple[float, float]:
@@ -164,23 +168,42 @@ def _check_joints(joints, min_frames: int, name: str) -> np.ndarray:
     return joints
 
 
+def moving_average(values: np.ndarray, window: int) -> np.ndarray:
+    """Centred moving average over the last axis with zeros beyond both ends, divided by
+    `window` everywhere: scipy.ndimage.uniform_filter1d(mode="constant", origin=0) for odd
+    windows. values (..., N) -> (..., N)."""
+    kernel = np.ones(window) / window
+    return np.apply_along_axis(lambda row: np.convolve(row, kernel, mode="same"), -1, values)
+
+
 def foot_skating_ratio(joints, fps: int = 20, contact_height: float = CONTACT_HEIGHT,
-                       skating_speed: float = SKATING_SPEED) -> float:
-    """Fraction of frame steps (t -> t+1) in which some foot joint (ankle or toe) touches the
-    floor at both frames (height < contact_height m) yet moves horizontally faster than
-    skating_speed m/s. joints (T, 22, 3). 0 for a still pose, 1 for a planted foot that slides
-    all the time."""
+                       skating_speed: float = SKATING_SPEED, window: int = SKATING_WINDOW) -> float:
+    """Fraction of frame steps (t -> t+1) in which a foot skates, as GMD defines it (Karunratanakul
+    et al. 2023, "Guided Motion Diffusion", `calculate_skating_ratio` in
+    data_loaders/humanml/utils/metrics.py; OmniControl uses the same code):
+
+    - the feet are joints 10 and 11 (left/right foot), y up, floor at y = 0;
+    - a foot is in contact over a step when its height is below contact_height (5 cm) at both frames;
+    - it skates when, in contact, its horizontal (xz) speed over the step exceeds skating_speed
+      (0.5 m/s) and so does that speed averaged over `window` (5) steps centred on it (zeros
+      beyond the ends, as their `uniform_filter1d(mode="constant")`);
+    - a step skates when either foot does; the ratio is over the T - 1 steps of the motion.
+
+    joints (T >= 2, 22, 3). 0 for a still pose; 1 for planted feet that slide all the time.
+    """
     joints = _check_joints(joints, 2, "foot_skating_ratio")
-    feet = joints[:, FOOT_JOINTS]  # (T, 4, 3)
-    touching = feet[..., 1] < contact_height  # (T, 4)
-    planted = touching[1:] & touching[:-1]  # (T-1, 4)
-    speed = np.linalg.norm(feet[1:, :, [0, 2]] - feet[:-1, :, [0, 2]], axis=-1) * fps  # (T-1, 4) m/s
-    return float((planted & (speed > skating_speed)).any(axis=1).mean())
+    feet = joints[:, SKATING_FEET].transpose(1, 0, 2)  # (2, T, 3)
+    speed = np.linalg.norm(feet[:, 1:, [0, 2]] - feet[:, :-1, [0, 2]], axis=-1) * fps  # (2, T-1) m/s
+    averaged = moving_average(speed, window)
+    height = feet[..., 1]  # (2, T)
+    contact = (height[:, :-1] < contact_height) & (height[:, 1:] < contact_height)  # (2, T-1)
+    skating = contact & (speed > skating_speed) & (averaged > skating_speed)
+    return float(skating.any(axis=0).mean())
 
 
 def foot_penetration(joints) -> float:
-    """Mean depth (m) of the lowest foot joint below the floor y = 0, over frames (0 when
-    the feet never go under the floor). joints (T, 22, 3)."""
+    """Mean depth (m) of the lowest foot joint (ankles, feet) below the floor y = 0, over
+    frames (0 when the feet never go under the floor). joints (T, 22, 3)."""
     joints = _check_joints(joints, 1, "foot_penetration")
     lowest = joints[:, FOOT_JOINTS, 1].min(axis=1)  # (T,)
     return float(np.clip(-lowest, 0.0, None).mean())
@@ -194,20 +217,59 @@ def jerk(joints, fps: int = 20) -> float:
     return float(np.linalg.norm(third, axis=-1).mean())
 
 
-def bone_length_error(joints, bone_lengths=BONE_LENGTHS, parents: Sequence[int] = PARENTS) -> float:
-    """Mean absolute difference (m) between each bone's length and the skeleton's
-    (bone_lengths (22,), length of joint j's bone to parents[j]), over bones and frames.
-    joints (T, 22, 3)."""
-    joints = _check_joints(joints, 1, "bone_length_error")
+def acceleration_magnitude(joints, fps: int = 20) -> np.ndarray:
+    """Mean over joints of |x[t+1] - 2 x[t] + x[t-1]| * fps^2 (m/s^2) at frames t = 1 .. T-2:
+    (T-2,), entry i belonging to frame i + 1. joints (T >= 3, 22, 3)."""
+    joints = _check_joints(joints, 3, "acceleration_magnitude")
+    second = np.diff(joints, n=2, axis=0) * fps ** 2  # (T-2, 22, 3)
+    return np.linalg.norm(second, axis=-1).mean(axis=1)
+
+
+def keyframe_acceleration_ratio(joints, keyframe_idx, fps: int = 20) -> float:
+    """Kinks at keyframes: the mean acceleration magnitude (see acceleration_magnitude) at the
+    interior keyframe frames divided by that at the other interior frames. About 1 for motion
+    that does not notice its keyframes (ground truth on the same keyframe grid); well above 1
+    when the motion bends sharply at them. NaN without an interior keyframe or other frame.
+    joints (T >= 3, 22, 3), keyframe_idx (K,) frame indices."""
+    accel = acceleration_magnitude(joints, fps)  # frames 1 .. T-2
+    idx = np.asarray(keyframe_idx, dtype=np.int64).reshape(-1)
+    at_key = np.zeros(len(accel), dtype=bool)
+    interior = idx[(idx >= 1) & (idx <= len(accel))]
+    at_key[interior - 1] = True
+    if not at_key.any() or at_key.all():
+        return float("nan")
+    others = accel[~at_key].mean()
+    return float(accel[at_key].mean() / others) if others > 0 else float("nan")
+
+
+def bone_lengths(joints, parents: Sequence[int] = PARENTS) -> np.ndarray:
+    """Length (m) of each bone (joint j to parents[j], j with a parent) per frame: (T, 21)."""
+    joints = _check_joints(joints, 1, "bone_lengths")
     children = np.array([j for j, p in enumerate(parents) if p >= 0])
     parent_idx = np.array([parents[j] for j in children])
-    lengths = np.linalg.norm(joints[:, children] - joints[:, parent_idx], axis=-1)  # (T, 21)
-    return float(np.abs(lengths - np.asarray(bone_lengths, dtype=np.float64)[children]).mean())
+    return np.linalg.norm(joints[:, children] - joints[:, parent_idx], axis=-1)
+
+
+def bone_length_std(joints, parents: Sequence[int] = PARENTS) -> float:
+    """Mean over bones of each bone's length standard deviation over the motion's frames (m):
+    0 for a rigid skeleton, whatever its proportions. joints (T, 22, 3)."""
+    return float(bone_lengths(joints, parents).std(axis=0).mean())
+
+
+def bone_length_error(joints, bone_lengths_ref=BONE_LENGTHS, parents: Sequence[int] = PARENTS) -> float:
+    """Mean absolute difference (m) between each bone's length and the canonical skeleton's
+    (bone_lengths_ref (22,), length of joint j's bone to parents[j]), over bones and frames.
+    joints (T, 22, 3)."""
+    children = np.array([j for j, p in enumerate(parents) if p >= 0])
+    reference = np.asarray(bone_lengths_ref, dtype=np.float64)[children]
+    return float(np.abs(bone_lengths(joints, parents) - reference).mean())
 
 
 def keyframe_adherence(motion, keyframes, keyframe_idx) -> float:
     """Mean per-joint distance (m) between keyframes (K, 22, 3) and the motion (T, 22, 3) at
-    their frames keyframe_idx (K,). NaN when there are no keyframes."""
+    their frames keyframe_idx (K,): the global position error of pinned poses. NaN when there
+    are no keyframes. (Keyframes the sampler imputes and whose root it takes from the motion
+    itself score 0 by construction; use it for poses pinned at places.)"""
     motion = _check_joints(motion, 1, "keyframe_adherence")
     keyframes = _as_float64(keyframes)
     idx = np.asarray(keyframe_idx, dtype=np.int64)

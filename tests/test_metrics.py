@@ -66,10 +66,13 @@ def test_diversity_multimodality_and_confidence_interval():
     acts = rng.normal(size=(1000, 64))
     # E||x - y|| for x, y ~ N(0, I_64) is close to sqrt(2 * 64)
     assert metrics.diversity(acts, 300, rng) == pytest.approx(np.sqrt(128), rel=0.05)
-    same = np.repeat(rng.normal(size=(10, 1, 16)), 5, axis=1)
+    same = np.repeat(rng.normal(size=(100, 1, 16)), 30, axis=1)  # Guo et al.: 100 prompts x 30 samples
     assert metrics.multimodality(same) == pytest.approx(0.0)
     spread = same + rng.normal(size=same.shape)
-    assert metrics.multimodality(spread, 10, rng) == pytest.approx(np.sqrt(32), rel=0.15)
+    # 10 pairs from two independent draws: a pair is one sample twice with probability 1/30
+    assert metrics.multimodality(spread, 10, rng) == pytest.approx(np.sqrt(32) * 29 / 30, rel=0.1)
+    two = np.stack([np.zeros((3, 4)), np.ones((3, 4))], axis=1)  # (3, 2, 4): samples 2 apart
+    assert metrics.multimodality(two, 10, rng) in (0.0, 1.0, 2.0)  # both draws are permutations of {0, 1}
     mean, half = metrics.confidence_interval([1.0, 2.0, 3.0])
     assert mean == pytest.approx(2.0)
     assert half == pytest.approx(1.96 * np.std([1, 2, 3]) / np.sqrt(3))
@@ -77,16 +80,41 @@ def test_diversity_multimodality_and_confidence_interval():
 
 
 # ---- motion-quality metrics ------------------------------------------------------------
-def test_foot_skating_of_a_static_pose_is_zero_and_of_a_sliding_planted_foot_is_one():
+def sliding(pose: np.ndarray, speeds) -> np.ndarray:
+    """The pose moved along +x by speeds[t] m/s between frames t and t+1 (20 fps): (T, 22, 3)."""
+    x = np.concatenate([[0.0], np.cumsum(np.asarray(speeds, dtype=np.float64) / 20.0)])
+    return pose[None] + x[:, None, None] * np.array([1.0, 0.0, 0.0])
+
+
+def test_foot_skating_follows_gmd_feet_height_and_averaged_speed():
     pose = standing_pose()
+    assert pose[[10, 11], 1].max() < 0.02  # the feet (joints 10, 11) are on the floor
     static = np.repeat(pose[None], 40, axis=0)
     assert metrics.foot_skating_ratio(static) == 0.0
-    sliding = static.copy()
-    sliding[..., 0] += np.arange(40)[:, None] * 0.05  # 1 m/s at 20 fps, feet still on the floor
-    assert metrics.foot_skating_ratio(sliding) == 1.0
-    lifted = sliding.copy()
-    lifted[..., 1] += 0.3  # the same slide in the air is not skating
+    assert metrics.foot_skating_ratio(sliding(pose, [1.0] * 39)) == 1.0  # planted feet slide at 1 m/s
+    # 0.6 m/s: the 5-step average (zeros beyond the ends) falls to 0.36 and 0.48 at the two
+    # steps nearest each end, so 35 of the 39 steps skate
+    assert metrics.foot_skating_ratio(sliding(pose, [0.6] * 39)) == pytest.approx(35 / 39)
+    assert metrics.foot_skating_ratio(sliding(pose, [0.45] * 39)) == 0.0  # slower than 0.5 m/s
+    # one fast step in a still motion: 1 m/s at that step, 0.2 m/s on the 5-step average
+    assert metrics.foot_skating_ratio(sliding(pose, [0.0] * 20 + [1.0] + [0.0] * 18)) == 0.0
+    lifted = sliding(pose, [1.0] * 39)
+    lifted[..., 1] += 0.04  # still below 5 cm: contact
+    assert metrics.foot_skating_ratio(lifted) == 1.0
+    lifted[..., 1] += 0.02  # 6 cm up: the same slide in the air is not skating
     assert metrics.foot_skating_ratio(lifted) == 0.0
+    one_foot = np.repeat(pose[None], 40, axis=0)
+    one_foot[:, 10] = sliding(pose, [1.0] * 39)[:, 10]  # only the left foot slides
+    assert metrics.foot_skating_ratio(one_foot) == 1.0
+    ankles_only = sliding(pose, [1.0] * 39)
+    ankles_only[:, [10, 11], 1] += 0.3  # ankles slide on the floor, feet (toes) lifted: not GMD skating
+    assert metrics.foot_skating_ratio(ankles_only) == 0.0
+
+
+def test_moving_average_matches_uniform_filter1d_constant_mode():
+    values = np.random.default_rng(0).normal(size=(2, 17))
+    expected = np.stack([[np.sum(row[max(0, i - 2):i + 3]) / 5 for i in range(17)] for row in values])
+    np.testing.assert_allclose(metrics.moving_average(values, 5), expected, atol=1e-12)
 
 
 def test_foot_penetration_measures_depth_below_the_floor():
@@ -104,12 +132,33 @@ def test_jerk_of_constant_velocity_is_zero_and_of_acceleration_changes_is_not():
     assert metrics.jerk(cubic) == pytest.approx(6.0, rel=1e-6)
 
 
-def test_bone_length_error_of_fk_motion_is_zero_and_of_stretched_motion_is_not():
+def test_keyframe_acceleration_ratio_is_one_without_kinks_and_large_with_them():
+    pose = standing_pose()
+    t = np.arange(41)[:, None, None] / 20.0
+    idx = utils.keyframe_indices(41, 5)
+    parabola = pose[None] + 0.5 * 2.0 * t ** 2 * np.array([1.0, 0.0, 0.0])  # 2 m/s^2 everywhere
+    np.testing.assert_allclose(metrics.acceleration_magnitude(parabola), 2.0, rtol=1e-9)
+    assert metrics.keyframe_acceleration_ratio(parabola, idx) == pytest.approx(1.0)
+    smooth = random_motion_joints(41, seed=3)
+    assert 0.7 < metrics.keyframe_acceleration_ratio(smooth, idx) < 1.4
+    zigzag = np.interp(np.arange(41), idx, 0.02 * (-1.0) ** np.arange(len(idx)))  # kinks at keyframes
+    kinked = smooth + zigzag[:, None, None] * np.array([0.0, 0.0, 1.0])
+    assert metrics.keyframe_acceleration_ratio(kinked, idx) > 2.0
+    assert np.isnan(metrics.keyframe_acceleration_ratio(smooth, [0, 40]))  # no interior keyframe
+
+
+def test_bone_length_std_and_error():
     joints = random_motion_joints(30, seed=7)
-    assert metrics.bone_length_error(joints) < 1e-6
+    assert metrics.bone_length_std(joints) < 1e-6 and metrics.bone_length_error(joints) < 1e-6
     stretched = joints * 1.1
     expected = 0.1 * np.mean(utils.BONE_LENGTHS[1:])
     assert metrics.bone_length_error(stretched) == pytest.approx(expected, rel=1e-4)
+    assert metrics.bone_length_std(stretched) < 1e-6  # rigid, if not the canonical proportions
+    breathing = joints.copy()
+    root = joints[:, :1]
+    breathing[1::2] = root[1::2] + 1.1 * (joints[1::2] - root[1::2])  # every other frame 10% larger
+    # each bone alternates between L and 1.1 L: std 0.05 L
+    assert metrics.bone_length_std(breathing) == pytest.approx(0.05 * np.mean(utils.BONE_LENGTHS[1:]), rel=1e-4)
 
 
 def test_keyframe_adherence():
