@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Optional
 
 import numpy as np
@@ -34,6 +34,8 @@ class MotionClip:
     motion_id: str
     features: np.ndarray  # (T, 263) float32, unnormalised
     captions: list[str]
+    # HumanML3D `word/POS` tokens of each caption (parallel to captions; [] where the line has none)
+    tokens: list[list[str]] = field(default_factory=list)
 
 
 def ensure_dataset(cfg: CompositeConfig) -> str:
@@ -70,12 +72,14 @@ def load_mean_std(root: str) -> tuple[np.ndarray, np.ndarray]:
     return mean, std
 
 
-def _parse_caption_line(line: str) -> Optional[tuple[str, float, float]]:
-    """(caption, start_s, end_s) of one `caption#tokens#start#end` line; None for a blank line."""
+def _parse_caption_line(line: str) -> Optional[tuple[str, list[str], float, float]]:
+    """(caption, `word/POS` tokens, start_s, end_s) of one `caption#tokens#start#end` line;
+    None for a blank line."""
     parts = line.strip().split("#")
     if not parts[0].strip():
         return None
     caption = parts[0].strip()
+    tokens = parts[1].split() if len(parts) >= 2 else []
     start = end = 0.0
     if len(parts) >= 4:
         try:
@@ -85,7 +89,7 @@ def _parse_caption_line(line: str) -> Optional[tuple[str, float, float]]:
             start = end = 0.0
     start = 0.0 if np.isnan(start) else start
     end = 0.0 if np.isnan(end) else end
-    return caption, start, end
+    return caption, tokens, start, end
 
 
 def load_clips(root: str, split: Split, cfg: CompositeConfig) -> list[MotionClip]:
@@ -121,26 +125,27 @@ def load_clips(root: str, split: Split, cfg: CompositeConfig) -> list[MotionClip
             skipped["non-finite"] += 1
             continue
         features = features.astype(np.float32)
-        whole_captions = []
+        whole_captions, whole_tokens = [], []
         with open(text_path, encoding="utf-8", errors="replace") as fh:
             for line in fh:
                 parsed = _parse_caption_line(line)
                 if parsed is None:
                     continue
-                caption, start, end = parsed
+                caption, tokens, start, end = parsed
                 if start == 0.0 and end == 0.0:
                     whole_captions.append(caption)
+                    whole_tokens.append(tokens)
                     continue
                 sub = features[int(start * cfg.fps):int(end * cfg.fps)]
                 if cfg.min_motion_length <= len(sub) < 200:
-                    clips.append(MotionClip(f"{motion_id}@{start:g}-{end:g}", sub, [caption]))
+                    clips.append(MotionClip(f"{motion_id}@{start:g}-{end:g}", sub, [caption], [tokens]))
         if not whole_captions:
             skipped["no caption"] += 1
             continue
         if len(features) < cfg.min_motion_length:
             skipped["too short"] += 1
             continue
-        clips.append(MotionClip(motion_id, features, whole_captions))
+        clips.append(MotionClip(motion_id, features, whole_captions, whole_tokens))
     n_skipped = sum(skipped.values())
     if n_skipped:
         reasons = ", ".join(f"{n} {why}" for why, n in skipped.items() if n)

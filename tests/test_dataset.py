@@ -46,6 +46,9 @@ def test_crop_to_max_length_and_sub_clip_captions(humanml3d_folder):
     assert max(train[i]["length"] for i in range(len(train))) == 45
     sub = [c for c in train.clips if "@" in c.motion_id]
     assert len(sub) == 1 and len(sub[0].features) == 44 and sub[0].captions == ["the first two seconds"]
+    assert sub[0].tokens == [["the/DET"]]  # each caption's word/POS tokens, read once with it
+    whole = next(c for c in train.clips if c.motion_id == "M0000")
+    assert whole.tokens == [["a/DET", "person/NOUN"], ["someone/NOUN"]] and len(whole.captions) == 2
 
 
 def test_keyframe_helpers():
