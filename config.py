@@ -104,9 +104,11 @@ class CompositeConfig:
 
     # ---- evaluation -------------------------------------------------------------------
     evaluator_steps: int = 1500
-    eval_repeats: int = 3  # repeated metric runs for the 95% confidence interval
-    eval_num_samples: int = 256  # test motions per run
-    eval_mm_repeats: int = 5  # samples per prompt for MultiModality
+    # Protocol sizes: the defaults are a small CPU run; humanml3d() uses Guo et al.'s.
+    eval_repeats: int = 3  # repeated metric runs for the 95% confidence interval (Guo et al.: 20)
+    eval_num_samples: int = 256  # test motions per run (Guo et al.: the whole test split)
+    eval_mm_repeats: int = 5  # samples per prompt for MultiModality (Guo et al.: 30)
+    eval_diversity_pairs: int = 300  # motion pairs for Diversity (Guo et al.: 300)
     t2m_evaluator_path: str = ""  # the field's text-motion matching checkpoint, when present
     glove_path: str = ""  # GloVe folder that the field's evaluator uses
     evaluator_hidden: int = 128  # conv/GRU width of the in-house matching evaluator and action classifier
@@ -116,7 +118,7 @@ class CompositeConfig:
     evaluator_temperature: float = 0.1  # InfoNCE temperature over negative Euclidean distances
     evaluator_max_words: int = 24  # caption words the in-house text encoder reads
     eval_ddim_steps: str = "5,10,25,50"  # comma-separated DDIM step counts of the speed/quality rows
-    eval_mm_num_prompts: int = 32  # prompts sampled eval_mm_repeats times each for MultiModality
+    eval_mm_num_prompts: int = 32  # prompts sampled eval_mm_repeats times each for MultiModality (Guo et al.: 100)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -133,7 +135,8 @@ class CompositeConfig:
                     "gpt_n_layer", "gpt_n_head", "gpt_n_embd", "diff_n_layer", "diff_n_head",
                     "diff_n_embd", "diff_patch_size", "diff_timesteps", "num_inbetween_steps", "max_generate_length",
                     "batch_size", "text_batch_size", "eval_interval", "ckpt_interval",
-                    "max_bad_steps", "synthetic_num_motions", "eval_repeats", "eval_num_samples"]
+                    "max_bad_steps", "synthetic_num_motions", "eval_repeats", "eval_num_samples",
+                    "eval_diversity_pairs"]
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"config field '{name}' must be > 0, got {getattr(self, name)}")
@@ -202,7 +205,10 @@ class CompositeConfig:
                     gpt_steps=150_000, diff_n_layer=8, diff_n_head=8, diff_n_embd=512,
                     diffusion_steps=300_000, batch_size=128, lr=1e-4, warmup_steps=2000,
                     eval_interval=5000, ckpt_interval=5000, evaluator_steps=20_000,
-                    eval_repeats=20, eval_num_samples=4096)
+                    # Guo et al. 2022's protocol: 20 repeats over the whole test split, Diversity
+                    # over 300 pairs, MultiModality over 100 prompts x 30 samples
+                    eval_repeats=20, eval_num_samples=100_000, eval_diversity_pairs=300,
+                    eval_mm_num_prompts=100, eval_mm_repeats=30)
         base.update(overrides)
         return cls(**base)
 
