@@ -217,6 +217,34 @@ def forward_kinematics(local_quats: Array, root_pos: Array, offsets: Array | Non
     return out.numpy() if was_numpy else out
 
 
+def fit_bone_lengths(joints: Array, bone_lengths: Array | None = None) -> Array:
+    """Joints (..., 22, 3) whose bones have exactly the skeleton's lengths: each bone keeps the
+    direction it has in `joints` and gets length bone_lengths[child] (default BONE_LENGTHS),
+    and the joints are accumulated from the root (kept in place) along KINEMATIC_CHAIN.
+
+    A pose-by-pose fit, so equal poses stay equal; a bone of zero length takes its rest
+    direction (RAW_OFFSETS). numpy in, numpy out (float64); torch in, torch out (differentiable).
+    Cost: 21 normalisations and additions per pose.
+    """
+    pos, was_numpy = _as_torch(joints)
+    if pos.shape[-2:] != (NUM_JOINTS, 3):
+        raise ValueError(f"fit_bone_lengths expects (..., {NUM_JOINTS}, 3) joints, got {tuple(pos.shape)}")
+    lengths = torch.as_tensor(BONE_LENGTHS if bone_lengths is None else bone_lengths).to(pos)
+    rest = torch.as_tensor(RAW_OFFSETS).to(pos)
+    out = [None] * NUM_JOINTS
+    out[0] = pos[..., 0, :]
+    for chain in KINEMATIC_CHAIN:
+        for parent, child in zip(chain[:-1], chain[1:]):
+            if out[child] is not None:
+                continue
+            bone = pos[..., child, :] - pos[..., parent, :]
+            norm = bone.norm(dim=-1, keepdim=True)
+            direction = torch.where(norm > 1e-9, bone / norm.clamp_min(1e-9), rest[child].expand_as(bone))
+            out[child] = out[parent] + lengths[child] * direction
+    fitted = torch.stack(out, dim=-2)
+    return fitted.numpy() if was_numpy else fitted
+
+
 def facing_direction(joints: torch.Tensor, smooth: bool = False, hips_swapped: bool = False) -> torch.Tensor:
     """Unit facing direction (..., 3) in the xz plane from hips and shoulders of joints (..., 22, 3).
 

@@ -70,6 +70,42 @@ def test_fk_ik_round_trip_on_random_poses():
     assert torch.allclose(utils.forward_kinematics(recovered, root), joints, atol=1e-9)
 
 
+def test_fit_bone_lengths_restores_the_skeleton_of_a_stretched_pose():
+    local = _random_quats(30, 22, seed=5)
+    root = torch.randn(30, 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    exact = utils.forward_kinematics(local, root)  # (30, 22, 3), the skeleton's bone lengths
+    # Stretch every bone along its own direction by a random factor, rebuilt from the root.
+    scale = 0.6 + 0.8 * torch.rand(30, 22, 1, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    stretched = exact.clone()
+    for chain in utils.KINEMATIC_CHAIN:
+        for parent, child in zip(chain[:-1], chain[1:]):
+            stretched[:, child] = stretched[:, parent] + scale[:, child] * (exact[:, child] - exact[:, parent])
+    assert not torch.allclose(stretched, exact, atol=1e-3)
+    fitted = utils.fit_bone_lengths(stretched)
+    assert torch.allclose(fitted, exact, atol=1e-9)
+    assert torch.allclose(utils.fit_bone_lengths(exact), exact, atol=1e-12)  # exact skeletons are kept
+    fitted_np = utils.fit_bone_lengths(stretched.numpy())
+    assert isinstance(fitted_np, np.ndarray) and np.allclose(fitted_np, exact.numpy(), atol=1e-9)
+
+
+def test_fit_bone_lengths_known_answer_and_degenerate_bone():
+    joints = np.zeros((22, 3))  # every joint at the root: each bone takes its rest direction
+    fitted = utils.fit_bone_lengths(joints)
+    assert np.allclose(fitted, utils.forward_kinematics(np.tile([1.0, 0, 0, 0], (22, 1)), np.zeros(3)), atol=1e-12)
+    joints = fitted.copy()
+    joints[4] = joints[1] + [0.0, 0.0, 2.0]  # left thigh 2 m long, pointing forward (+z)
+    joints[7] = joints[4] + [0.0, -0.1, 0.0]  # shin 10 cm long, pointing down
+    joints[10] = joints[7] + [0.3, 0.0, 0.0]  # foot 30 cm long, pointing left (+x)
+    out = utils.fit_bone_lengths(joints)
+    length = utils.BONE_LENGTHS
+    assert np.allclose(out[4], fitted[1] + [0.0, 0.0, length[4]], atol=1e-12)
+    assert np.allclose(out[7], out[4] + [0.0, -length[7], 0.0], atol=1e-12)
+    assert np.allclose(out[10], out[7] + [length[10], 0.0, 0.0], atol=1e-12)
+    assert np.allclose(out[[0, 1, 2, 5, 8, 11, 20, 21]], fitted[[0, 1, 2, 5, 8, 11, 20, 21]], atol=1e-12)
+    with pytest.raises(ValueError, match="22, 3"):
+        utils.fit_bone_lengths(np.zeros((5, 21, 3)))
+
+
 def test_keyframe_indices_layout():
     assert utils.keyframe_indices(120, 5).tolist() == list(range(0, 120, 5)) + [119]
     assert utils.keyframe_indices(11, 5).tolist() == [0, 5, 10]
