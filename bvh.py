@@ -402,6 +402,8 @@ def import_bvh(path: str, rig: RigSpec = None, fps: Optional[float] = 20, retarg
     if fps is not None and (isinstance(fps, bool) or not isinstance(fps, (int, float)) or not fps > 0):
         raise ValueError(f"fps must be a positive number or None, got {fps!r}")
     data = read_bvh(path)
+    if len(data.frames) == 0:
+        raise ValueError(f"{path}: the BVH file has no frames")
     profile = resolve_rig(rig, data.joint_names, path)
     src_fps = source_fps(data.frame_time)
     local_pos, local_rot = bvh_local_transforms(data)

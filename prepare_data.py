@@ -82,7 +82,7 @@ def _import_take(task: tuple) -> tuple:
     take, path, out, rig, fps = task
     try:
         joints = import_bvh(path, rig=rig, fps=fps).joints
-    except (ValueError, KeyError, IndexError) as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure of one file makes it a counted broken take
         return take, None, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     save_npy(os.path.join(out, "joints", f"{take}.npy"), joints.astype(np.float32))
     return take, len(joints), ""
@@ -145,8 +145,11 @@ def _check_out(out: str, settings: dict, rebuild: bool) -> None:
                              "remove it or pass another --out")
     old = None
     if os.path.exists(info_path):
-        with open(info_path) as fh:
-            old = json.load(fh).get("settings")
+        try:
+            with open(info_path) as fh:
+                old = json.load(fh).get("settings")
+        except (OSError, ValueError, AttributeError):
+            old = {}  # unreadable: rebuild the caches
     if rebuild or (old is not None and old != settings):
         for name in ("joints",) + MOTION_FOLDERS:
             shutil.rmtree(os.path.join(out, name), ignore_errors=True)

@@ -58,12 +58,12 @@ def test_prepared_layout_loads_with_the_existing_loader(prepared):
     caption, tokens, start, end = line.split("#")
     assert (start, end) == ("0.0", "0.0") and len(tokens.split()) == len(caption.split())
     assert all(t.count("/") == 1 and t.split("/")[1] != "OTHER" for t in tokens.split()) and "/VERB" in tokens
-    # labels.json: the evaluator's {"action": ...} format, plus the style, for every motion id.
-    from evaluate import load_action_labels
-    actions, index = load_action_labels(str(out))
-    assert actions == ["raise-up-both-hands"]
+    # labels.json: the evaluator's {id: {"action": name, ...}} format (the content), plus the
+    # content and style by name, for every motion id.
     labels = json.loads((out / "labels.json").read_text())
-    assert set(index) == set(labels) == {m for s in SPLITS for m in _read(out, f"{s}.txt")}
+    assert set(labels) == {m for s in SPLITS for m in _read(out, f"{s}.txt")}
+    assert all(isinstance(v[f], str) for v in labels.values() for f in ("action", "content", "style"))
+    assert {v["action"] for v in labels.values()} == {v["content"] for v in labels.values()} == {"raise-up-both-hands"}
     assert {v["style"] for v in labels.values()} == {"active", "elderly"}
 
 
