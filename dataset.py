@@ -7,9 +7,11 @@ first use, so one loader reads both.
 """
 from __future__ import annotations
 
+import functools
+import json
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, Optional
 
 import numpy as np
@@ -17,11 +19,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from config import CompositeConfig
-from utils import FEATURE_DIM, keyframe_indices, num_keyframes
+from utils import FEATURE_DIM, feature_mean_std, keyframe_indices, num_keyframes
 
 Split = Literal["train", "val", "test"]
 __all__ = ["DataError", "MotionClip", "MotionDataset", "collate_motions", "make_loader",
-           "batch_keyframes", "keyframe_indices", "ensure_dataset", "load_mean_std"]
+           "batch_keyframes", "keyframe_indices", "ensure_dataset", "load_mean_std", "dataset_roots",
+           "load_clips", "min_length_of"]
 
 
 class DataError(ValueError):
@@ -38,24 +41,58 @@ class MotionClip:
     tokens: list[list[str]] = field(default_factory=list)
 
 
+PREPARED_FILE = "prepare.json"  # written by prepare_data.py beside a prepared motion-capture set
+
+
+def dataset_roots(dataset_root: str) -> list[str]:
+    """The folders of a `dataset_root` setting: one path, or several joined by commas."""
+    roots = [part.strip() for part in dataset_root.split(",") if part.strip()]
+    if not roots:
+        raise DataError("dataset_root is empty; pass a folder (or several, comma-separated)")
+    return roots
+
+
+def is_prepared(root: str) -> bool:
+    """True for a folder that prepare_data.py made from BVH files."""
+    return os.path.exists(os.path.join(root, PREPARED_FILE))
+
+
 def ensure_dataset(cfg: CompositeConfig) -> str:
-    """Return the data set root, building the embedded synthetic set there on first use."""
-    root = cfg.dataset_root
-    if cfg.dataset_kind == "synthetic":  # (re)builds when missing or built with other settings
-        from synthetic import ensure_synthetic_dataset
-        return ensure_synthetic_dataset(cfg)
-    if not os.path.isdir(root):
-        raise DataError(f"data set folder not found: {root} (put HumanML3D there in its usual layout, "
-                        "pass --dataset_root PATH, or use the embedded set with --dataset_kind synthetic "
-                        "--dataset_root dataset/synthetic)")
-    if not os.listdir(root):
-        raise DataError(f"data set folder is empty: {root} (it needs new_joint_vecs/, texts/, train.txt, "
-                        "val.txt, test.txt, Mean.npy and Std.npy)")
-    return root
+    """The data set root(s), comma-joined as in cfg.dataset_root, each checked. With
+    dataset_kind 'synthetic', a folder that prepare_data.py did not make holds the embedded
+    synthetic set and is built there on first use (or rebuilt when built with other settings)."""
+    roots = []
+    for root in dataset_roots(cfg.dataset_root):
+        if cfg.dataset_kind == "synthetic" and not is_prepared(root):
+            from synthetic import ensure_synthetic_dataset
+            roots.append(ensure_synthetic_dataset(cfg.replace(dataset_root=root)))
+            continue
+        if not os.path.isdir(root):
+            raise DataError(f"data set folder not found: {root} (put HumanML3D there in its usual layout, "
+                            "prepare one from BVH files with prepare_data.py, pass --dataset_root PATH, or use "
+                            "the embedded set with --dataset_kind synthetic --dataset_root dataset/synthetic)")
+        if not os.listdir(root):
+            raise DataError(f"data set folder is empty: {root} (it needs new_joint_vecs/, texts/, train.txt, "
+                            "val.txt, test.txt, Mean.npy and Std.npy)")
+        roots.append(root)
+    return ",".join(roots)
+
+
+def min_length_of(root: str, cfg: CompositeConfig) -> int:
+    """Shortest motion (frames) the loader keeps from `root`: a prepared motion-capture set
+    states its own (prepare.json's min_length), any other folder uses cfg.min_motion_length."""
+    if is_prepared(root):
+        with open(os.path.join(root, PREPARED_FILE), encoding="utf-8") as fh:
+            return int(json.load(fh).get("min_length", cfg.min_motion_length))
+    return cfg.min_motion_length
 
 
 def load_mean_std(root: str) -> tuple[np.ndarray, np.ndarray]:
-    """Feature statistics (263,), (263,) of a data set folder."""
+    """Feature statistics (263,), (263,) of a data set folder; for several folders
+    (comma-joined) the statistics of the union of their train splits."""
+    roots = dataset_roots(root)
+    if len(roots) > 1:
+        return union_mean_std(tuple(roots))
     stats = []
     for name in ("Mean.npy", "Std.npy"):
         path = os.path.join(root, name)
@@ -70,6 +107,35 @@ def load_mean_std(root: str) -> tuple[np.ndarray, np.ndarray]:
     if (std <= 0).any():
         raise DataError(f"{os.path.join(root, 'Std.npy')} has non-positive entries")
     return mean, std
+
+
+@functools.lru_cache(maxsize=4)
+def union_mean_std(roots: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """HumanML3D-style statistics (utils.feature_mean_std) over every train motion of several folders."""
+    features = []
+    for root in roots:
+        for motion_id in read_split_ids(root, "train"):
+            path = os.path.join(root, "new_joint_vecs", f"{motion_id}.npy")
+            if os.path.exists(path):
+                array = np.load(path)
+                if array.ndim == 2 and array.shape[1] == FEATURE_DIM and np.isfinite(array).all():
+                    features.append(array)
+    if not features:
+        raise DataError(f"no train motions in {', '.join(roots)} to compute statistics from")
+    return feature_mean_std(features)
+
+
+def read_split_ids(root: str, split: Split) -> list[str]:
+    """Motion ids of one split file (one a line)."""
+    split_file = os.path.join(root, f"{split}.txt")
+    if not os.path.exists(split_file):
+        raise DataError(f"missing split file {split_file} (a data set needs train.txt, val.txt and "
+                        "test.txt with one motion id a line)")
+    with open(split_file) as fh:
+        ids = [line.strip() for line in fh if line.strip()]
+    if not ids:
+        raise DataError(f"split file {split_file} is empty")
+    return ids
 
 
 def _parse_caption_line(line: str) -> Optional[tuple[str, list[str], float, float]]:
@@ -95,16 +161,15 @@ def _parse_caption_line(line: str) -> Optional[tuple[str, list[str], float, floa
 def load_clips(root: str, split: Split, cfg: CompositeConfig) -> list[MotionClip]:
     """Read one split: whole motions with their whole-motion captions, plus one clip per
     caption that names a sub-clip (start/end seconds), as HumanML3D does. Motions that are
-    unusable (NaN, wrong width, shorter than cfg.min_motion_length) are skipped with one
-    warning line that counts them."""
-    split_file = os.path.join(root, f"{split}.txt")
-    if not os.path.exists(split_file):
-        raise DataError(f"missing split file {split_file} (a data set needs train.txt, val.txt and "
-                        "test.txt with one motion id a line)")
-    with open(split_file) as fh:
-        ids = [line.strip() for line in fh if line.strip()]
-    if not ids:
-        raise DataError(f"split file {split_file} is empty")
+    unusable (NaN, wrong width, shorter than `min_length_of(root)`) are skipped with one
+    warning line that counts them. Several folders (comma-joined) are read one after the
+    other, each motion id prefixed with its folder's name ("bandai/<id>")."""
+    roots = dataset_roots(root)
+    if len(roots) > 1:
+        return [replace(clip, motion_id=f"{os.path.basename(os.path.normpath(r))}/{clip.motion_id}")
+                for r in roots for clip in load_clips(r, split, cfg)]
+    ids = read_split_ids(root, split)
+    min_length = min_length_of(root, cfg)
     clips: list[MotionClip] = []
     skipped = {"missing": 0, "bad width": 0, "non-finite": 0, "too short": 0, "no caption": 0}
     for motion_id in ids:
@@ -137,12 +202,12 @@ def load_clips(root: str, split: Split, cfg: CompositeConfig) -> list[MotionClip
                     whole_tokens.append(tokens)
                     continue
                 sub = features[int(start * cfg.fps):int(end * cfg.fps)]
-                if cfg.min_motion_length <= len(sub) < 200:
+                if min_length <= len(sub) < 200:
                     clips.append(MotionClip(f"{motion_id}@{start:g}-{end:g}", sub, [caption], [tokens]))
         if not whole_captions:
             skipped["no caption"] += 1
             continue
-        if len(features) < cfg.min_motion_length:
+        if len(features) < min_length:
             skipped["too short"] += 1
             continue
         clips.append(MotionClip(motion_id, features, whole_captions, whole_tokens))

@@ -94,3 +94,30 @@ def test_collate_keeps_captions_and_lengths():
     batch = collate_motions(items)
     assert batch["motion"].shape == (2, 5, 263) and batch["lengths"].tolist() == [5, 3]
     assert batch["captions"] == ["a", "b"]
+
+
+def test_several_roots_train_one_model_with_union_statistics(tmp_path):
+    import json
+    from conftest import write_humanml3d_folder
+    from dataset import load_clips, load_mean_std
+    from utils import feature_mean_std
+    first, second = str(tmp_path / "first"), str(tmp_path / "mocap")
+    write_humanml3d_folder(first, num_motions=8, frames=(50, 70), seed=1)
+    write_humanml3d_folder(second, num_motions=8, frames=(26, 45), seed=2)
+    with open(os.path.join(second, "prepare.json"), "w") as fh:
+        json.dump({"min_length": 24}, fh)  # a prepared motion-capture set states its own minimum
+    cfg = _cfg(f"{first},{second}")
+    train = MotionDataset(cfg, "train")
+    alone = [load_clips(root, "train", cfg) for root in (first, second)]
+    assert len(train) == len(alone[0]) + len(alone[1]) == 8
+    ids = [clip.motion_id for clip in train.clips]
+    assert ids[:4] == [f"first/{c.motion_id}" for c in alone[0]]
+    assert ids[4:] == [f"mocap/{c.motion_id}" for c in alone[1]]
+    assert min(len(c.features) for c in alone[1]) < cfg.min_motion_length  # kept by prepare.json's 24
+    features = [np.load(os.path.join(root, "new_joint_vecs", f"{c.motion_id}.npy"))
+                for root, clips in zip((first, second), alone) for c in clips]
+    mean, std = feature_mean_std(features)
+    assert np.allclose(train.mean, mean) and np.allclose(train.std, std)
+    assert not np.allclose(train.mean, load_mean_std(first)[0])
+    with pytest.raises(DataError, match="not found"):
+        MotionDataset(_cfg(f"{first},{tmp_path / 'missing'}"), "train")
