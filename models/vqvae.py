@@ -9,6 +9,7 @@ keyframes is exactly K tokens, which is what makes exact length control in the G
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -64,12 +65,22 @@ class ConvStack(nn.Module):
         return self.conv_out(F.relu(h) * valid)
 
 
+def _across_ranks() -> bool:
+    """True inside a torch.distributed group of several processes (DDP training)."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
 class EMACodebook(nn.Module):
     """Nearest-neighbour codebook updated by EMA of assigned latents, with dead-code reset.
 
     A code is dead when its EMA assignment count falls below one per batch; it is then moved
     onto a random latent of the current batch. The first training batch initialises the whole
-    codebook from its latents.
+    codebook from its latents. The codebook works in float32 whatever the autocast.
+
+    Under torch.distributed (training with several processes) the batch is the global batch:
+    the counts and sums of all ranks are all-reduced before the EMA step, and the random
+    latents (initialisation, dead-code reset) are drawn by rank 0 from all ranks' latents and
+    sent to every rank, so the buffers stay identical on all ranks without DDP broadcasting them.
     """
 
     def __init__(self, num_codes: int, code_dim: int, decay: float):
@@ -83,27 +94,59 @@ class EMACodebook(nn.Module):
         self.register_buffer("usage", torch.zeros(num_codes), persistent=False)  # counts since reset
 
     def nearest(self, z: torch.Tensor) -> torch.Tensor:
-        """z (M, C) -> index of the closest code (M,) long (squared Euclidean distance)."""
-        distance = (z.pow(2).sum(1, keepdim=True) - 2.0 * z @ self.codebook.t()
-                    + self.codebook.pow(2).sum(1)[None])  # (M, N)
-        return distance.argmin(dim=1)
+        """z (M, C) -> index of the closest code (M,) long (squared Euclidean distance, float32)."""
+        with torch.autocast(z.device.type, enabled=False):
+            z = z.float()
+            distance = (z.pow(2).sum(1, keepdim=True) - 2.0 * z @ self.codebook.t()
+                        + self.codebook.pow(2).sum(1)[None])  # (M, N)
+            return distance.argmin(dim=1)
 
     @torch.no_grad()
-    def _random_rows(self, z: torch.Tensor, n: int) -> torch.Tensor:
-        """n rows drawn from z (M, C) with replacement -> (n, C)."""
-        return z[torch.randint(z.shape[0], (n,), device=z.device)]
+    def random_rows(self, z: torch.Tensor, n: int) -> torch.Tensor:
+        """n rows drawn with replacement from the latents z (M, C) -> (n, C).
+
+        Across ranks the rows come from the concatenation of every rank's z in rank order:
+        rank 0 draws the indices, and each row is filled in by the rank that holds it.
+        """
+        if not _across_ranks():
+            return z[torch.randint(z.shape[0], (n,), device=z.device)]
+        rank = dist.get_rank()
+        sizes = torch.zeros(dist.get_world_size(), dtype=torch.long, device=z.device)
+        sizes[rank] = z.shape[0]
+        dist.all_reduce(sizes)
+        picks = torch.randint(int(sizes.sum()), (n,), device=z.device)  # used on rank 0 only
+        dist.broadcast(picks, src=0)
+        local = picks - int(sizes[:rank].sum())
+        mine = (local >= 0) & (local < z.shape[0])
+        rows = torch.zeros(n, z.shape[1], dtype=z.dtype, device=z.device)
+        rows[mine] = z[local[mine]]
+        dist.all_reduce(rows)
+        return rows
 
     @torch.no_grad()
-    def _ema_update(self, z: torch.Tensor, codes: torch.Tensor) -> None:
-        """EMA step of counts and sums with the batch assignments, then dead-code reset."""
+    def _ema_update(self, z: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        """EMA step of counts and sums with the (global) batch assignments, then dead-code reset.
+
+        Returns the batch's code counts (N,). A non-finite batch on any rank leaves the codebook
+        unchanged (the trainer skips that step).
+        """
         if not bool(self.initialised):
-            self.codebook.copy_(self._random_rows(z, self.num_codes))
+            fresh = self.random_rows(z, self.num_codes)
+            if not bool(torch.isfinite(fresh).all()):
+                return torch.zeros_like(self.ema_count)
+            self.codebook.copy_(fresh)
             self.ema_sum.copy_(self.codebook)
             self.ema_count.fill_(1.0)
             self.initialised.fill_(True)
             codes = self.nearest(z)
-        batch_count = torch.bincount(codes, minlength=self.num_codes).to(z.dtype)  # (N,)
-        batch_sum = torch.zeros_like(self.ema_sum).index_add_(0, codes, z)  # (N, C)
+        ones = torch.ones(z.shape[0], 1, dtype=z.dtype, device=z.device)
+        stats = torch.zeros(self.num_codes, z.shape[1] + 1, dtype=z.dtype, device=z.device)
+        stats.index_add_(0, codes, torch.cat([z, ones], dim=1))  # (N, C+1) sums, then counts
+        if _across_ranks():
+            dist.all_reduce(stats)
+        if not bool(torch.isfinite(stats).all()):
+            return torch.zeros_like(self.ema_count)
+        batch_sum, batch_count = stats[:, :-1], stats[:, -1]
         self.ema_count.mul_(self.decay).add_(batch_count, alpha=1.0 - self.decay)
         self.ema_sum.mul_(self.decay).add_(batch_sum, alpha=1.0 - self.decay)
         total = self.ema_count.sum()
@@ -112,22 +155,29 @@ class EMACodebook(nn.Module):
         dead = self.ema_count < 1.0  # (N,) fewer than one expected use per batch
         num_dead = int(dead.sum())
         if num_dead:
-            fresh = self._random_rows(z, num_dead)
+            fresh = self.random_rows(z, num_dead)
             self.codebook[dead] = fresh
             self.ema_sum[dead] = fresh
             self.ema_count[dead] = 1.0
+        return batch_count
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Quantise valid latents z (M, C) -> (z_q (M, C) straight-through, codes (M,), perplexity)."""
-        codes = self.nearest(z)  # (M,)
-        z_q = self.codebook[codes]  # (M, C), read before this step's EMA update
-        with torch.no_grad():
-            batch_count = torch.bincount(codes, minlength=self.num_codes).to(z.dtype)
-            self.usage.add_(batch_count)
-            probs = batch_count / batch_count.sum().clamp_min(1.0)
-            perplexity = torch.exp(-(probs * torch.log(probs.clamp_min(1e-10))).sum())
-        if self.training:
-            self._ema_update(z.detach(), codes)
+        """Quantise valid latents z (M, C) -> (z_q (M, C) float32, codes (M,), perplexity).
+
+        In training mode the codebook takes one EMA step (with all ranks' latents when
+        distributed). z_q is read before that step.
+        """
+        with torch.autocast(z.device.type, enabled=False):
+            z = z.float()
+            codes = self.nearest(z)  # (M,)
+            z_q = self.codebook[codes]  # (M, C), read before this step's EMA update
+            with torch.no_grad():
+                batch_count = torch.bincount(codes, minlength=self.num_codes).float()
+                probs = batch_count / batch_count.sum().clamp_min(1.0)
+                perplexity = torch.exp(-(probs * torch.log(probs.clamp_min(1e-10))).sum())
+                if self.training:
+                    batch_count = self._ema_update(z.detach(), codes)
+                self.usage.add_(batch_count)
         return z_q, codes, perplexity
 
 
@@ -159,7 +209,7 @@ class KeyframeVQVAE(nn.Module):
     def _quantize(self, x: torch.Tensor, mask: torch.Tensor):
         """Encode and quantise: x (B, K, D) -> (z_e, z_q straight-through, codes, perplexity)."""
         valid = mask[:, None, :].to(x.dtype)  # (B, 1, K)
-        z_e = self.encoder(x.transpose(1, 2), valid).transpose(1, 2)  # (B, K, C)
+        z_e = self.encoder(x.transpose(1, 2), valid).transpose(1, 2).float()  # (B, K, C) float32 under autocast
         z_q_valid, codes_valid, perplexity = self.quantizer(z_e[mask])  # (M, C), (M,)
         z_q = torch.zeros_like(z_e).index_put((mask,), z_q_valid)  # (B, K, C)
         codes = torch.zeros(mask.shape, dtype=torch.long, device=x.device).index_put((mask,), codes_valid)
@@ -189,7 +239,9 @@ class KeyframeVQVAE(nn.Module):
         pair_valid = (mask[:, 1:] & mask[:, :-1])[..., None].to(x.dtype)  # (B, K-1, 1)
         err_vel = F.smooth_l1_loss(recon[:, 1:] - recon[:, :-1], x[:, 1:] - x[:, :-1],
                                    reduction="none") * self.loss_weights  # (B, K-1, D)
-        loss_vel = (err_vel * pair_valid).sum() / (pair_valid.sum() * num_dims).clamp_min(1.0)
+        # per valid keyframe like the other terms, so that the whole loss is a sum over keyframes
+        # divided by their number (what lets several processes add up to one batch exactly)
+        loss_vel = (err_vel * pair_valid).sum() / (frame_valid.sum() * num_dims).clamp_min(1.0)
         loss_recon = loss_pos + self.vel_loss_weight * loss_vel
         latent_valid = mask[..., None].to(x.dtype)
         loss_commit = ((z_e - z_q.detach()).pow(2) * latent_valid).sum() / (
