@@ -143,7 +143,8 @@ class MotionGPT(nn.Module):
         return self.ln_f(x)
 
     def forward(self, text_emb: torch.Tensor, tokens: torch.Tensor, num_tokens: torch.Tensor,
-                targets: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                targets: torch.Tensor | None = None,
+                generator: list[torch.Generator] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Teacher-forced logits.
 
         text_emb: (B, Dt) text embeddings; tokens: (B, N) long, each row its K codes then PAD;
@@ -151,14 +152,18 @@ class MotionGPT(nn.Module):
         Returns logits (B, N+1, V), where logits[:, i] predicts token i, and the mean
         cross-entropy over targets != -100 (None without targets). In training mode the text is
         replaced by the null embedding with probability gpt_cond_drop and a fraction
-        gpt_token_corruption of the input codes is replaced by random codes.
+        gpt_token_corruption of the input codes is replaced by random codes; with `generator`, a
+        list of B generators, row b draws these from generator b alone (max_tokens wide, whatever N),
+        so a row's draws do not depend on the rest of the batch.
         """
         self._check(text_emb, num_tokens)
         B, N = tokens.shape
         if N > self.max_tokens:
             raise ValueError(f"token sequences must be at most {self.max_tokens} long, got {N}")
         drop_text = None
-        if self.training:
+        if self.training and generator is not None:
+            drop_text, tokens = self._row_draws(tokens, generator)
+        elif self.training:
             drop_text = torch.rand(B, device=text_emb.device) < self.cond_drop
             if self.token_corruption > 0:
                 corrupt = (torch.rand(tokens.shape, device=tokens.device) < self.token_corruption) & (
@@ -175,6 +180,18 @@ class MotionGPT(nn.Module):
             loss = F.cross_entropy(logits.reshape(-1, self.vocab_size), targets.reshape(-1),
                                    ignore_index=-100)
         return logits, loss
+
+    def _row_draws(self, tokens: torch.Tensor, generators: list[torch.Generator]):
+        """Training draws per row from its own generator -> (drop_text (B,) bool, corrupted tokens)."""
+        if len(generators) != tokens.shape[0]:
+            raise ValueError(f"got {len(generators)} generators for a batch of {tokens.shape[0]}")
+        N, width = tokens.shape[1], self.max_tokens
+        draws = [(torch.rand(1 + width, generator=g, device=g.device),
+                  torch.randint(self.codebook_size, (width,), generator=g, device=g.device)) for g in generators]
+        uniform = torch.stack([u for u, _ in draws]).to(tokens.device)  # (B, 1 + max_tokens)
+        random_codes = torch.stack([c for _, c in draws]).to(tokens.device)[:, :N]
+        corrupt = (uniform[:, 1:N + 1] < self.token_corruption) & (tokens < self.codebook_size)
+        return uniform[:, 0] < self.cond_drop, torch.where(corrupt, random_codes, tokens)
 
     # ------------------------------------------------------------------------------------
     def _pick(self, logits: torch.Tensor, temperature: float, top_k: int, top_p: float,

@@ -319,7 +319,8 @@ def test_sample_timesteps_and_eta(cfg):
     with pytest.raises(ValueError):
         diffusion.sample_timesteps(0)
     values, mask = torch.zeros(1, 8, D), torch.zeros(1, 8, D)
-    out = diffusion.sample(torch.randn(1, TEXT_DIM), values, mask, None, num_steps=3, eta=1.0)
+    out = diffusion.sample(torch.randn(1, TEXT_DIM), values, mask, None, num_steps=3, guidance_scale=2.0,
+                           eta=1.0)
     assert out.shape == (1, 8, D) and torch.isfinite(out).all()
 
 
@@ -364,3 +365,47 @@ def test_training_keyframe_mask():
     assert positions_only.sum() > 0
     again = sample_training_keyframe_mask(lengths, T, interval, D, generator=torch.Generator().manual_seed(0))
     assert torch.equal(again, mask)
+
+
+# ---- bf16 autocast (CPU autocast applies CUDA bf16's casting rules) -------------------------
+def test_each_stage_trains_and_the_chain_samples_under_bf16_autocast(cfg):
+    """One training step of each stage and one sampling pass under torch.autocast("cpu", bf16):
+    the VQ-VAE's quantizer stays float32 (its EMA sums and nearest-code search), nothing raises,
+    and every loss and sample is finite."""
+    from dataset import batch_keyframes
+    from training.stages import DiffusionTrainingStep, GPTTrainingStep
+    bf16 = torch.autocast("cpu", dtype=torch.bfloat16)
+    torch.manual_seed(0)
+    motion, lengths, text = torch.randn(2, 24, D), torch.tensor([24, 17]), torch.randn(2, TEXT_DIM)
+    padding = torch.arange(24)[None] < lengths[:, None]
+    rows = [torch.Generator().manual_seed(i) for i in range(2)]
+    vq = KeyframeVQVAE(cfg).train()
+    gpt = MotionGPT(cfg, TEXT_DIM).train()
+    diffusion = make_diffusion(cfg).train()
+    keyframes, keyframe_idx, keyframe_mask = batch_keyframes(motion, lengths, cfg.keyframe_interval)
+    with bf16:
+        vq_out = vq(keyframes, keyframe_mask)
+    vq_out["loss"].backward()
+    q = vq.quantizer
+    assert bool(q.initialised) and q.codebook.dtype == q.ema_sum.dtype == torch.float32
+    vq.eval()
+    for step in (GPTTrainingStep(cfg, gpt, vq), DiffusionTrainingStep(cfg, diffusion)):
+        with bf16:
+            out = (step(motion, lengths, text, rows) if isinstance(step, GPTTrainingStep)
+                   else step(motion, lengths, padding, text, rows))
+        out["loss"].backward()
+        assert torch.isfinite(out["loss"]) and out["loss"].dtype == torch.float32
+    assert torch.isfinite(vq_out["loss"]) and vq.encoder.conv_in.weight.grad is not None
+    assert gpt.head.weight.grad is not None and diffusion.model.in_proj.weight.grad is not None
+
+    gpt.eval()
+    num_tokens = keyframe_mask.sum(1)
+    with bf16:
+        codes = gpt.sample(text, num_tokens, guidance_scale=2.0, generator=torch.Generator().manual_seed(0))
+        decoded = vq.decode(codes.clamp(max=cfg.vq_codebook_size - 1), keyframe_mask)
+        values = torch.zeros(2, 24, D).scatter(1, keyframe_idx[..., None].expand(-1, -1, D), decoded.float())
+        pinned = torch.zeros(2, 24).scatter(1, keyframe_idx, 1.0)
+        sample = diffusion.sample(text, values, pinned, padding, num_steps=3, guidance_scale=2.0,
+                                  generator=torch.Generator().manual_seed(0))
+    assert codes.shape == (2, int(num_tokens.max())) and torch.isfinite(decoded).all()
+    assert sample.shape == (2, 24, D) and torch.isfinite(sample).all()

@@ -12,6 +12,7 @@ import torch
 
 from config import CompositeConfig
 from conftest import ROOT, run_script, tiny_train_args, write_humanml3d_folder
+import runtime
 from runtime import CheckpointError, load_checkpoint, save_checkpoint
 
 STAGES = ("vqvae", "gpt", "diffusion")
@@ -19,7 +20,8 @@ STAGES = ("vqvae", "gpt", "diffusion")
 
 def test_three_stages_write_loadable_checkpoints(tiny_trained):
     for stage in STAGES:
-        payload = load_checkpoint(os.path.join(tiny_trained["checkpoint_dir"], f"{stage}.pt"), stage=stage)
+        cfg = CompositeConfig(checkpoint_dir=tiny_trained["checkpoint_dir"])
+        payload = load_checkpoint(runtime.checkpoint_path(cfg, stage), stage=stage)
         assert payload["step"] == 40 and payload["finished"]
         assert payload["text_encoder"] == "minilm-L6-v2" and payload["text_dim"] == 384
         assert payload["mean"].shape == (263,) and payload["std"].shape == (263,)
@@ -119,9 +121,7 @@ def test_nan_losses_stop_training_and_keep_the_last_checkpoint(data_root, tmp_pa
     cfg = CompositeConfig(dataset_root=str(data_root), dataset_kind="humanml3d", checkpoint_dir=str(tmp_path / "ckpt"),
                           batch_size=4, ckpt_interval=2, max_bad_steps=3, text_encoder="minilm", vqvae_steps=50,
                           eval_interval=1000)
-    info = train.DistInfo()
-    train_set, val_set = MotionDataset(cfg, "train"), MotionDataset(cfg, "val")
-    table = train.TextTable(cfg, train_set.all_captions() + val_set.all_captions(), str(data_root), info)
+    data = train.DataSpec(MotionDataset(cfg, "train"), MotionDataset(cfg, "val"))
     model = torch.nn.Linear(263, 263)
     calls = {"n": 0}
 
@@ -130,12 +130,34 @@ def test_nan_losses_stop_training_and_keep_the_last_checkpoint(data_root, tmp_pa
         loss = (module(batch["motion"]) - batch["motion"]).pow(2).mean()
         return {"loss": loss * (float("nan") if calls["n"] > 4 else 1.0)}
 
-    job = train.StageJob("vqvae", model, model, loss_fn, cfg.vqvae_steps)
-    trainer = train.Trainer(cfg, info, torch.device("cpu"), train_set, val_set, table)
+    path = runtime.checkpoint_path(cfg, "vqvae")
+    job = train.StageJob("vqvae", model, loss_fn, cfg.vqvae_steps, checkpoint=train.CheckpointPlan(path, model))
+    trainer = train.Trainer(cfg, train.DistInfo(), torch.device("cpu"), data)
     with pytest.raises(train.TrainingError, match="NaN/inf for 3 steps in a row"):
         trainer.run(job, resume=False)
-    saved = load_checkpoint(os.path.join(cfg.checkpoint_dir, "vqvae.pt"))
+    saved = load_checkpoint(path)
     assert saved["step"] == 4 and all(torch.isfinite(v).all() for v in saved["model"].values())
+
+
+def test_trainer_serves_any_model_without_checkpoints(data_root):
+    """The evaluator's use: a plain model and loss, its own learning rate, no checkpoint, no
+    validation set; the cosine schedule is the one public function."""
+    import train
+    from dataset import MotionDataset
+    from training import cosine_lr
+    cfg = CompositeConfig(dataset_root=str(data_root), dataset_kind="humanml3d", batch_size=4, warmup_steps=0)
+    model = torch.nn.Linear(263, 1)
+    seen = []
+
+    def loss_fn(module, batch):
+        seen.append(batch["motion"].shape[0])
+        return {"loss": module(batch["motion"]).pow(2).mean(), "accuracy": torch.tensor(1.0)}
+
+    trainer = train.Trainer(cfg, train.DistInfo(), torch.device("cpu"), train.DataSpec(MotionDataset(cfg, "train")))
+    summary = trainer.run(train.StageJob("evaluator", model, loss_fn, total_steps=5, seed=3, lr=1e-3))
+    assert summary["steps"] == 5 and seen == [4] * 5 and summary["val_loss"] != summary["val_loss"]  # nan
+    assert cosine_lr(1.0, 0, 10) == 1.0 and abs(cosine_lr(1.0, 10, 10) - 0.1) < 1e-12
+    assert cosine_lr(1.0, 0, 10, warmup_steps=4) == 0.25
 
 
 class _RunsCode:
