@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import shutil
 import sys
@@ -35,12 +34,12 @@ import zlib
 from typing import Optional
 
 import numpy as np
-import torch
 
 from bvh import import_bvh
 from motion_io.captions import caption_line, label_captions, mirror_text, read_captions_csv, take_labels
 from motion_io.retarget import mirror_joints
 from motion_io.splits import SPLITS, missing_labels, stratified_split
+from runtime import run_tasks
 from utils import feature_mean_std, features_to_joints, joints_to_features
 
 FORMAT_VERSION = 1
@@ -100,41 +99,6 @@ def _write_motion(task: tuple) -> str:
     return motion_id
 
 
-def _init_worker() -> None:
-    torch.set_num_threads(1)
-
-
-def run_tasks(fn, tasks: list, workers: int, desc: str, progress: bool, unit: str = "take") -> list:
-    """[fn(task) for task in tasks], in order, in this process or in a pool of `workers` processes
-    (fork where available), with a tqdm bar on stderr."""
-    results = []
-    bar = None
-    if progress and tasks:
-        from tqdm import tqdm
-        bar = tqdm(total=len(tasks), desc=desc, unit=unit, file=sys.stderr)
-    if workers > 1 and len(tasks) > 1:
-        methods = multiprocessing.get_all_start_methods()
-        context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-        with context.Pool(workers, initializer=_init_worker) as pool:
-            for result in pool.imap(fn, tasks, chunksize=8):
-                results.append(result)
-                if bar:
-                    bar.update()
-    else:
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # small tensors: threads only add overhead
-        try:
-            for task in tasks:
-                results.append(fn(task))
-                if bar:
-                    bar.update()
-        finally:
-            torch.set_num_threads(threads)
-    if bar:
-        bar.close()
-    return results
-
-
 def _check_out(out: str, settings: dict, rebuild: bool) -> None:
     """Create OUT, refuse a foreign non-empty folder, and drop caches built with other settings."""
     info_path = os.path.join(out, "prepare.json")
@@ -166,7 +130,7 @@ def import_takes(takes: dict, out: str, rig, fps: float, workers: int, progress:
             frames[take] = np.load(cached, mmap_mode="r").shape[0]
         else:
             todo.append((take, path, out, rig, fps))
-    for take, count, error in run_tasks(_import_take, todo, workers, "importing BVH", progress):
+    for take, count, error in run_tasks(_import_take, todo, workers, "importing BVH", progress, unit="take"):
         if error:
             broken[take] = error
         else:

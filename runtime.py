@@ -3,6 +3,7 @@ torch.distributed set-up. No model or motion maths lives here."""
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
 import pickle
 import random
@@ -256,3 +257,41 @@ def check_out_path(path: str) -> str:
     if os.path.isdir(path):
         raise ValueError(f"output path is a folder: {path} (give a file name)")
     return path
+
+
+def _single_thread_worker() -> None:
+    torch.set_num_threads(1)
+
+
+def run_tasks(fn: Callable, tasks: list, workers: int, desc: str, progress: bool = True,
+              unit: str = "item", chunksize: int = 8) -> list:
+    """[fn(task) for task in tasks], in order, in this process or in a pool of `workers`
+    processes (fork where available), with a tqdm bar on stderr. Each worker, and this process
+    while it runs the tasks itself, uses one torch thread (small tensors: threads only add
+    overhead). fn must be a module-level function so that a pool can send it."""
+    bar = None
+    if progress and tasks:
+        from tqdm import tqdm
+        bar = tqdm(total=len(tasks), desc=desc, unit=unit, file=sys.stderr)
+    results = []
+    if workers > 1 and len(tasks) > 1:
+        methods = multiprocessing.get_all_start_methods()
+        context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+        with context.Pool(workers, initializer=_single_thread_worker) as pool:
+            for result in pool.imap(fn, tasks, chunksize=chunksize):
+                results.append(result)
+                if bar:
+                    bar.update()
+    else:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            for task in tasks:
+                results.append(fn(task))
+                if bar:
+                    bar.update()
+        finally:
+            torch.set_num_threads(threads)
+    if bar:
+        bar.close()
+    return results

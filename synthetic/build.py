@@ -7,11 +7,9 @@ feature statistics, per-motion labels and a DONE marker written last.
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import re
 import shutil
-import sys
 import time
 from typing import Optional
 
@@ -19,6 +17,7 @@ import numpy as np
 import torch
 
 import utils
+from runtime import run_tasks
 
 from .lexicon import caption_tokens
 from .motion import generate_motion
@@ -51,35 +50,6 @@ def _write_motion(task: tuple) -> tuple:
         for caption in motion.captions:
             fh.write(f"{caption}#{caption_tokens(caption)}#0.0#0.0\n")
     return name, len(features), len(motion.captions), motion.parts
-
-
-def _init_worker() -> None:
-    torch.set_num_threads(1)
-
-
-def _run_tasks(tasks: list, workers: int, progress: bool) -> list:
-    """Run _write_motion over tasks, in order, in this process or a pool of `workers`."""
-    results = []
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=len(tasks), desc="synthetic motions", unit="motion", file=sys.stderr)
-    if workers > 1:
-        methods = multiprocessing.get_all_start_methods()
-        context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-        with context.Pool(workers, initializer=_init_worker) as pool:
-            for result in pool.imap(_write_motion, tasks, chunksize=16):
-                results.append(result)
-                if bar:
-                    bar.update()
-    else:
-        for task in tasks:
-            results.append(_write_motion(task))
-            if bar:
-                bar.update()
-    if bar:
-        bar.close()
-    return results
 
 
 # ---------------------------------------------------------------------------------------
@@ -213,7 +183,8 @@ def build_synthetic_dataset(root: str, num_motions: int, seed: int, fps: int = 2
     torch_threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny tensors: threads only add overhead
     try:
-        results = _run_tasks(tasks, workers, progress)
+        results = run_tasks(_write_motion, tasks, workers, "synthetic motions", progress, unit="motion",
+                            chunksize=16)
     finally:
         torch.set_num_threads(torch_threads)
     _write_splits(tmp, [r[0] for r in results], seed)
