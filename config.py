@@ -83,6 +83,7 @@ class CompositeConfig:
     max_generate_length: int = 196  # frames; the longest motion generate_composite accepts (keep it
     # <= the max_motion_length the models were trained with: longer motions are beyond the trained positions)
     sampler: Literal["ddim", "ddpm"] = "ddim"
+    fit_bones: bool = True  # decode joints with the skeleton's exact bone lengths (utils.fit_bone_lengths)
 
     # ---- optimisation -----------------------------------------------------------------
     batch_size: int = 64
@@ -214,6 +215,23 @@ class CompositeConfig:
 
 
 # ---------------------------------------------------------------------------------------
+def coerce_number(name: str, value, kind: type):
+    """value as an int or a float (kind), from a number or its text; ConfigError otherwise.
+    Booleans are refused, and an int field takes a float only when it is whole."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if kind is float:
+            return float(value)
+        if isinstance(value, int) or value.is_integer():
+            return int(value)
+    elif isinstance(value, str):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    noun = "an int" if kind is int else "a number"
+    raise ConfigError(f"config field '{name}' must be {noun}, got {value!r}")
+
+
 def _coerce(name: str, hint, value):
     """Convert `value` to the field's declared type or raise a one-line ConfigError."""
     origin = typing.get_origin(hint)
@@ -228,28 +246,8 @@ def _coerce(name: str, hint, value):
         if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
             return value.lower() in ("true", "1", "yes")
         raise ConfigError(f"config field '{name}' must be a bool (true/false), got {value!r}")
-    if hint is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"config field '{name}' must be an int, got {value!r}")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"config field '{name}' must be an int, got {value!r}")
-    if hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"config field '{name}' must be a number, got {value!r}")
+    if hint in (int, float):
+        return coerce_number(name, value, hint)
     if hint is str:
         if isinstance(value, str):
             return value
