@@ -141,6 +141,7 @@ def rest_offsets(joints) -> np.ndarray:
         mean = vectors[0]
         for _ in range(2):  # align every frame to the current mean, average
             mean = (vectors @ _kabsch(vectors, mean.expand_as(vectors)).transpose(-1, -2)).mean(0)
+        mean = _unit(mean) * _t(BONE_LENGTHS[list(kids)])[:, None]  # canonical lengths, then the frame
         x = _unit(mean[0] - mean[1])
         y = _unit(mean[2] - (mean[2] @ x) * x)
         frame = torch.stack([x, y, torch.linalg.cross(x, y)], 0)  # rows: the rest axes in motion coordinates
