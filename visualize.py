@@ -186,7 +186,8 @@ class _SkeletonScene:
     ground, the root trajectory, faint keyframe poses, and the skeletons of the current frame."""
 
     def __init__(self, joints: np.ndarray, fps: int, title: Optional[str],
-                 keyframe_idx: Optional[np.ndarray], keyframes: Optional[np.ndarray]):
+                 keyframe_idx: Optional[np.ndarray], keyframes: Optional[np.ndarray],
+                 captions: Optional[Sequence[str]] = None):
         joints = joints.copy()  # (N, T, 22, 3)
         # Batches: place motion i to the right (+x) of motion i-1 with a 0.5 m gap.
         shift = 0.0
@@ -239,6 +240,10 @@ class _SkeletonScene:
         if title:
             ax.text2D(0.02, 0.89, "\n".join(textwrap.wrap(title, 48)[:3]), transform=ax.transAxes,
                       va="top", fontsize=9)
+        # A caption per frame (a timeline's current segment), drawn under the title.
+        self.captions = captions
+        self.caption = ax.text2D(0.02, 0.89 - (0.05 * min(3, len(textwrap.wrap(title, 48))) if title else 0.0),
+                                 "", transform=ax.transAxes, va="top", fontsize=10, fontweight="bold")
         self.label = ax.text2D(0.02, -0.08, "", transform=ax.transAxes, fontsize=8, va="bottom")
 
     def _ground_tiles(self, x0: float, x1: float, z0: float, z1: float) -> tuple[list, list]:
@@ -285,8 +290,10 @@ class _SkeletonScene:
             text += "   KEYFRAME"
         self.label.set_text(text)
         self.label.set_color(KEYFRAME_COLOUR if is_key else "black")
+        if self.captions is not None:
+            self.caption.set_text("\n".join(textwrap.wrap(self.captions[frame], 44)[:2]))
         return [self.ground, self.ghosts, *self.traces, *[ln for lines in self.chains for ln in lines],
-                *self.markers, self.label]
+                *self.markers, self.label, self.caption]
 
     def frames_rgb(self) -> Iterator[np.ndarray]:
         """Yield every frame as an (H, W, 3) uint8 image, reusing the figure and its artists
@@ -341,20 +348,26 @@ def _write_mp4(frames: Iterator[np.ndarray], path: str, fps: int) -> None:
 
 
 def save_animation(joints, out_path: str, fps: int = 20, title: Optional[str] = None,
-                   keyframe_idx=None, keyframes=None) -> str:
+                   keyframe_idx=None, keyframes=None, captions: Optional[Sequence[str]] = None) -> str:
     """Render a motion to `out_path` (.gif or .mp4, by extension); returns the absolute path.
 
     joints: (T, 22, 3) metres (y up), (T, 263) features, or a batch (N, ...) drawn side by
     side. keyframe_idx (K,) ints and keyframes (K, 22, 3): highlighted frames and faint poses.
+    captions: T strings, one drawn on each frame (e.g. a timeline's current segment text).
     The write is atomic; on bad input a ValueError is raised and nothing is written.
     """
     batch = as_joint_batch(joints)
     fps = _check_fps(fps)
+    if captions is not None:
+        if isinstance(captions, str) or len(captions) != batch.shape[1] \
+                or not all(isinstance(c, str) for c in captions):
+            raise ValueError(f"captions must be {batch.shape[1]} strings, one per frame")
+        captions = list(captions)
     if keyframe_idx is not None and len(batch) > 1:
         raise ValueError(f"keyframes are supported for a single motion, got a batch of {len(batch)}")
     keyframe_idx, keyframes = _check_keyframes(keyframe_idx, keyframes, batch.shape[1], "save_animation")
     path, fmt = _output_path(out_path, FORMATS)
-    scene = _SkeletonScene(batch, fps, title, keyframe_idx, keyframes)
+    scene = _SkeletonScene(batch, fps, title, keyframe_idx, keyframes, captions)
     writer = _write_gif if fmt == "gif" else _write_mp4
     write_atomic(path, lambda tmp: writer(scene.frames_rgb(), tmp, fps))
     return path

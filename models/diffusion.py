@@ -13,7 +13,7 @@ passes exactly through the keyframes.
 from __future__ import annotations
 
 import math
-from typing import Literal, Sequence, Union
+from typing import Callable, Literal, Sequence, Union
 
 import torch
 import torch.nn as nn
@@ -283,7 +283,8 @@ class GaussianDiffusion(nn.Module):
     def sample(self, text_emb: torch.Tensor, keyframe_values: torch.Tensor, keyframe_mask: torch.Tensor,
                padding_mask: torch.Tensor | None = None, *, num_steps: int, guidance_scale: float,
                method: Literal["ddim", "ddpm"] = "ddim", eta: float = 0.0,
-               generator: Generators = None, prediction_out: dict | None = None) -> torch.Tensor:
+               generator: Generators = None, prediction_out: dict | None = None,
+               x0_hook: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
         """Sample motions that pass through the given keyframes.
 
         text_emb: (B, Dt) text embeddings.
@@ -306,6 +307,9 @@ class GaussianDiffusion(nn.Module):
         prediction_out: a dict that receives "x0_prediction" (B, T, D), the network's own
             prediction of x0 at the last step before the keyframes overwrite it, so callers can
             measure how far the model is from the keyframes it was given.
+        x0_hook: None, or a function x0 (B, T, D) -> x0 applied to every step's x0 after the
+            keyframe imputation and to the result (e.g. control.root_hook, which moves the root
+            channels so that the integrated root meets world-space goals). None changes nothing.
         Returns x0 (B, T, D); padding frames are zero.
         """
         if method not in ("ddim", "ddpm"):
@@ -316,12 +320,12 @@ class GaussianDiffusion(nn.Module):
         self.model.eval()
         try:
             return self._sample(text_emb, keyframe_values, keyframe_mask, padding_mask, num_steps,
-                                guidance_scale, method, eta, generator, prediction_out)
+                                guidance_scale, method, eta, generator, prediction_out, x0_hook)
         finally:
             self.model.train(was_training)
 
     def _sample(self, text_emb, keyframe_values, keyframe_mask, padding_mask, num_steps,
-                guidance_scale, method, eta, generator, prediction_out) -> torch.Tensor:
+                guidance_scale, method, eta, generator, prediction_out, x0_hook=None) -> torch.Tensor:
         B, T, D = keyframe_values.shape
         device = keyframe_values.device
         if padding_mask is None:
@@ -358,6 +362,8 @@ class GaussianDiffusion(nn.Module):
             if prediction_out is not None:
                 prediction_out["x0_prediction"] = pred * padding_mask[..., None].to(pred.dtype)
             x0 = torch.where(pinned, values, pred)  # keyframe imputation
+            if x0_hook is not None:
+                x0 = x0_hook(x0)
             if i + 1 == len(timesteps):
                 x = x0
                 break
@@ -376,6 +382,8 @@ class GaussianDiffusion(nn.Module):
                 std = math.sqrt(beta * (1.0 - ab_prev) / (1.0 - ab_t))
                 x = coef_x0 * x0 + coef_xt * x + std * _noise(x.shape, generator, device, x.dtype, lengths)
         x = torch.where(pinned, values, x)
+        if x0_hook is not None:
+            x = x0_hook(x)
         return x * padding_mask[..., None].to(x.dtype)
 
 
