@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from config import CompositeConfig
+from control import RootControl, control_errors, correct_root, root_hook, steer_keyframes
 from models.diffusion import GaussianDiffusion, InbetweenDenoiser, interpolate_keyframes
 from models.gpt import MotionGPT
 from models.vqvae import KeyframeVQVAE
@@ -73,9 +74,15 @@ class SamplingOptions:
 class KeyframePins:
     """Poses a user pins. keyframes: (P, 22, 3) joint positions in metres (pin the pose: root
     height and root-relative joints) or (P, 263) features (pin everything); keyframe_idx: (P,)
-    sorted frame indices."""
+    sorted frame indices.
+
+    space: "local" (the pose only, wherever the motion's root happens to be) or "world": the
+    joints are where the body must be, so the root's position (x, z) and facing are pinned as
+    well as the pose (see control.py; joints only). Frame 0 of a motion with world pins stands
+    where a pin at frame 0 puts it, else at the origin facing +z."""
     keyframes: np.ndarray
     keyframe_idx: np.ndarray
+    space: Literal["local", "world"] = "local"
 
 
 @dataclass
@@ -90,6 +97,8 @@ class MotionSample:
     # at the keyframe frames (last step, before the keyframes overwrite them) and the keyframes'
     # own: how far the model is from the keyframes it was given. None without diffusion/keyframes.
     keyframe_model_error: Optional[float] = None
+    # With world-space pins or a trajectory: control.control_errors of the motion (metres, degrees).
+    control_errors: Optional[dict] = None
 
 
 @dataclass
@@ -145,6 +154,8 @@ def pinned_feature_values(pins: KeyframePins, length: int, mean: np.ndarray, std
     Returns (frame_idx (P,) long, values (P, 263) normalised, dims_mask (P, 263) bool: which
     feature dims each keyframe pins; joints pin 3:67).
     """
+    if pins.space not in ("local", "world"):
+        raise ValueError(f"pins.space must be 'local' or 'world', got {pins.space!r}")
     frame_idx = np.asarray(pins.keyframe_idx)
     if frame_idx.ndim != 1 or frame_idx.size == 0 or not np.issubdtype(frame_idx.dtype, np.integer):
         raise ValueError(f"keyframe_idx must be a 1-D list of frame indices, got {frame_idx.tolist()!r:.80}")
@@ -159,6 +170,9 @@ def pinned_feature_values(pins: KeyframePins, length: int, mean: np.ndarray, std
                          f"({len(frame_idx)}, {FEATURE_DIM}) features to match keyframe_idx, got {values.shape}")
     if not np.isfinite(values).all():
         raise ValueError("keyframes contain NaN or infinite values; pass finite positions")
+    if pins.space == "world" and values.ndim != 3:
+        raise ValueError(f"world-space pins must be joints ({len(frame_idx)}, {NUM_JOINTS}, 3) in metres, "
+                         f"got features {values.shape}")
     full = np.zeros((len(frame_idx), FEATURE_DIM))
     dims_mask = np.zeros((len(frame_idx), FEATURE_DIM), dtype=bool)
     if values.ndim == 3:
@@ -265,7 +279,7 @@ class Composite:
     @torch.inference_mode()
     def sample(self, prompts: Union[str, Sequence[str]], lengths: Union[int, Sequence[int]] = 120,
                options: Optional[SamplingOptions] = None, pins: Optional[KeyframePins] = None,
-               return_timings: bool = False) -> SampleResult:
+               return_timings: bool = False, trajectory=None) -> SampleResult:
         """Text -> motion for a batch of prompts.
 
         prompts: one description or a list (one batch row each).
@@ -273,8 +287,10 @@ class Composite:
             (keyframe_interval, cfg.max_generate_length]).
         options: SamplingOptions (None: all from cfg).
         pins: KeyframePins for a single prompt: the GPT completes the other keyframes and the
-            diffusion passes through all of them.
+            diffusion passes through all of them; space="world" pins also put the root there.
         return_timings: fill result.timings (synchronises CUDA around each part).
+        trajectory: a root path for a single prompt, (T, 2) xz per frame or (P, 3) rows
+            (frame, x, z) in metres: the root passes through it (see control.py).
         """
         prompts = check_prompts(prompts)
         options = (options or SamplingOptions()).resolve(self.cfg)
@@ -282,14 +298,24 @@ class Composite:
         if pins is not None and len(prompts) != 1:
             raise ValueError("pinned keyframes work with one prompt per call; pass one prompt")
         pinned = None if pins is None else pinned_feature_values(pins, lengths[0], self.mean, self.std)
+        if trajectory is not None and len(prompts) != 1:
+            raise ValueError("a trajectory works with one prompt per call; pass one prompt")
+        control = RootControl.build(lengths[0], pins, trajectory, fps=self.cfg.fps)
+        targets = None if control is None else control.local()
         timings = {} if return_timings else None
         device = self.device
         with timed(timings, "text", device):
             text_emb = self.text_encoder.encode(prompts).to(device)  # (B, Dt)
         values, mask = self.keyframes(text_emb, lengths, options, pinned, timings)  # (B, T, 263) x2
+        hook = None
+        if targets is not None:  # the GPT's keyframes head for the goals, the in-betweener meets them
+            values[0] = steer_keyframes(values[0], mask[0], targets, self.mean, self.std)
+            hook = root_hook(targets, self.mean, self.std)
         prediction: dict = {}
-        dense = self.inbetween(text_emb, values, mask, lengths, options, timings, prediction)  # (B, T, 263)
+        dense = self.inbetween(text_emb, values, mask, lengths, options, timings, prediction, hook)  # (B, T, 263)
         features = self.denormalise(dense)  # (B, T, 263)
+        if targets is not None:  # exact, also without diffusion
+            features[0, :, :3] = torch.from_numpy(correct_root(features[0].cpu().numpy(), targets)[:, :3]).to(features)
         with timed(timings, "joints", device):
             joints = features_to_joints(features.float())  # (B, T, 22, 3)
         motions = [self.motion_sample(prompt, joints[row, :n], features[row, :n], values[row, :n], mask[row, :n])
@@ -298,6 +324,10 @@ class Composite:
             for row, motion in enumerate(motions):
                 motion.keyframe_model_error = self.keyframe_model_error(
                     prediction["x0_prediction"][row], values[row], mask[row])
+        if control is not None:
+            motion = motions[0]
+            motion.joints, motion.keyframes = control.place(motion.joints), control.place(motion.keyframes)
+            motion.control_errors = control_errors(motion.joints, control)
         return SampleResult(motions, timings or {})
 
     def keyframe_model_error(self, predicted: torch.Tensor, keyframe_values: torch.Tensor,
@@ -380,10 +410,11 @@ class Composite:
         return tokens
 
     def inbetween(self, text_emb: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, lengths: list[int],
-                  options: SamplingOptions, timings: Optional[dict], prediction: Optional[dict] = None
-                  ) -> torch.Tensor:
+                  options: SamplingOptions, timings: Optional[dict], prediction: Optional[dict] = None,
+                  x0_hook=None) -> torch.Tensor:
         """Dense normalised motion (B, T, 263) through the keyframes; padding frames are zero.
-        prediction: receives the network's last x0 prediction (see GaussianDiffusion.sample)."""
+        prediction: receives the network's last x0 prediction (see GaussianDiffusion.sample).
+        x0_hook: changes every step's x0 (e.g. control.root_hook); None: the plain sampler."""
         device = text_emb.device
         padding_mask = torch.arange(values.shape[1], device=device)[None] < torch.tensor(lengths, device=device)[:, None]
         if options.mode == "interpolate":
@@ -393,7 +424,8 @@ class Composite:
                                          guidance_scale=options.guidance_scale, method=options.sampler,
                                          eta=options.eta,
                                          generator=row_generators(options.seed, len(lengths), device, "diffusion"),
-                                         prediction_out=prediction)
+                                         prediction_out=prediction,
+                                         **({} if x0_hook is None else {"x0_hook": x0_hook}))
 
 
 def load_stage_checkpoints(cfg: CompositeConfig) -> dict[str, dict]:
