@@ -19,6 +19,7 @@ SKATING_FEET = (10, 11)  # left foot, right foot
 CONTACT_HEIGHT = 0.05  # m: a foot below this height touches the floor
 SKATING_SPEED = 0.5  # m/s: a touching foot moving faster than this horizontally slides
 SKATING_WINDOW = 5  # steps over which the speed is averaged as well
+STILL_ACCELERATION = 1e-6  # m/s^2: mean joint accelerations below this are round-off, not motion
 
 
 def _as_float64(x) -> np.ndarray:
@@ -229,7 +230,8 @@ def keyframe_acceleration_ratio(joints, keyframe_idx, fps: int = 20) -> float:
     """Kinks at keyframes: the mean acceleration magnitude (see acceleration_magnitude) at the
     interior keyframe frames divided by that at the other interior frames. About 1 for motion
     that does not notice its keyframes (ground truth on the same keyframe grid); well above 1
-    when the motion bends sharply at them. NaN without an interior keyframe or other frame.
+    when the motion bends sharply at them. NaN without an interior keyframe or other frame, or
+    when the other frames do not accelerate (below STILL_ACCELERATION: a ratio of round-off).
     joints (T >= 3, 22, 3), keyframe_idx (K,) frame indices."""
     accel = acceleration_magnitude(joints, fps)  # frames 1 .. T-2
     idx = np.asarray(keyframe_idx, dtype=np.int64).reshape(-1)
@@ -239,7 +241,7 @@ def keyframe_acceleration_ratio(joints, keyframe_idx, fps: int = 20) -> float:
     if not at_key.any() or at_key.all():
         return float("nan")
     others = accel[~at_key].mean()
-    return float(accel[at_key].mean() / others) if others > 0 else float("nan")
+    return float(accel[at_key].mean() / others) if others > STILL_ACCELERATION else float("nan")
 
 
 def bone_lengths(joints, parents: Sequence[int] = PARENTS) -> np.ndarray:

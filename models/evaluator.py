@@ -9,8 +9,9 @@ text encoder, whose embeddings are compared by Euclidean distance.
   --train_evaluator`) on the active data set's training split. Its text side is a word-token
   embedding + bi-GRU over a vocabulary built from the training captions, deliberately NOT the
   generator's text encoder (CLIP / MiniLM), so the metric is independent of the model under test.
-- `ActionClassifier`: the same motion backbone with a softmax head over the embedded data set's
-  action labels, trained on ground truth, to score whether generated motions show the action.
+- `LabelClassifier`: the same motion backbone with a softmax head over one label field of the
+  data set (the embedded set's action; the Bandai Namco set's content and style), trained on
+  ground truth, to score whether generated motions show the captioned action / style.
 - `OfficialT2MEvaluator`: the field's own evaluator (movement encoder over 259 dims = features
   without foot contacts, bi-GRU motion encoder, bi-GRU text encoder over 300-dim GloVe vectors +
   15-dim part-of-speech one-hots), built with its published sizes so that its released checkpoint
@@ -156,15 +157,15 @@ class MatchingEvaluator(nn.Module):
         return {"loss": loss, "accuracy": accuracy}
 
 
-class ActionClassifier(nn.Module):
-    """Action label logits (B, num_actions) of normalised motion features (B, T, 263)."""
+class LabelClassifier(nn.Module):
+    """Class logits (B, num_classes) of one label field from normalised motion features (B, T, 263)."""
 
-    def __init__(self, cfg: CompositeConfig, num_actions: int):
+    def __init__(self, cfg: CompositeConfig, num_classes: int):
         super().__init__()
         h = cfg.evaluator_hidden
         self.movement_encoder = MovementConvEncoder(cfg.feature_dim, h, h)
         self.motion_encoder = BiGRUEncoder(h, h, h)
-        self.head = nn.Sequential(nn.LeakyReLU(0.2), nn.Linear(h, num_actions))
+        self.head = nn.Sequential(nn.LeakyReLU(0.2), nn.Linear(h, num_classes))
 
     def forward(self, motion: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.head(self.motion_encoder(self.movement_encoder(motion), motion_steps(lengths)))

@@ -1,5 +1,6 @@
-"""evaluate.py: the official T2M evaluator loading path, the in-house evaluator trained on a
-tiny embedded data set, and the CLI's bad-input exits."""
+"""evaluate.py and evaluation/: the official T2M evaluator loading path, the in-house evaluator
+and label classifiers, the whole protocol end to end on a tiny trained model (every row, every
+metric finite, known answers), the report files and the CLI's bad-input exits."""
 import json
 import os
 import pickle
@@ -11,7 +12,14 @@ import pytest
 import torch
 
 import evaluate
+import metrics
+from conftest import random_motion_joints
 from config import CompositeConfig
+from evaluation import official, report
+from evaluation.evaluators import load_evaluators
+from evaluation.items import EvalError, EvalItem, load_action_labels, load_labels
+from evaluation.rows import RowPlan
+from evaluation.scoring import RowSample, motion_quality, score_row
 from models.evaluator import OFFICIAL_SIZES, POS_ENUMERATOR, OfficialT2MEvaluator
 from runtime import CheckpointError
 
@@ -47,7 +55,7 @@ def write_official_checkpoint(path):
 def test_official_evaluator_loads_its_checkpoint_and_glove(tmp_path):
     reference = write_official_checkpoint(tmp_path / "finest.tar")
     vectors = write_glove(tmp_path / "glove")
-    model, glove = evaluate.load_official_evaluator(str(tmp_path / "finest.tar"), str(tmp_path / "glove"),
+    model, glove = official.load_official_evaluator(str(tmp_path / "finest.tar"), str(tmp_path / "glove"),
                                                    torch.device("cpu"))
     for name, tensor in reference.state_dict().items():
         assert torch.equal(model.state_dict()[name], tensor), name
@@ -65,28 +73,29 @@ def test_official_evaluator_loads_its_checkpoint_and_glove(tmp_path):
     assert pos.argmax() == POS_ENUMERATOR["OTHER"]
 
     # text embeddings ignore padding: a short caption alone equals it beside a long one
-    short = evaluate.EvalItem("a", np.zeros((8, 263), np.float32), "a person walks",
-                              ["a/DET", "person/NOUN", "walk/VERB"], -1)
-    long = evaluate.EvalItem("b", np.zeros((8, 263), np.float32), "x", ["person/NOUN", "walk/VERB"] * 15, -1)
-    together = evaluate.official_text_embeddings(model, glove, [short, long], torch.device("cpu"))
-    alone = evaluate.official_text_embeddings(model, glove, [short], torch.device("cpu"))
+    short = EvalItem("a", np.zeros((8, 263), np.float32), "a person walks", ["a/DET", "person/NOUN", "walk/VERB"])
+    long = EvalItem("b", np.zeros((8, 263), np.float32), "x", ["person/NOUN", "walk/VERB"] * 15)
+    scorer = official.OfficialEvaluator(model, glove, np.zeros(263, np.float32), np.ones(263, np.float32),
+                                        np.zeros(0), torch.device("cpu"))
+    together = scorer.text_embeddings([short, long])
+    alone = scorer.text_embeddings([short])
     assert together.shape == (2, 512)
     np.testing.assert_allclose(together[0], alone[0], rtol=1e-4, atol=1e-5)
     # motions: 263-dim features in, the foot contacts are not read, length decides the steps
     rng = np.random.default_rng(1)
     motions = [rng.normal(size=(n, 263)).astype(np.float32) for n in (40, 64)]
-    emb = evaluate.embed_motions(model.encode_motion, motions, np.zeros(263, np.float32), np.ones(263, np.float32),
-                                 torch.device("cpu"))
+    emb = scorer.motion_embeddings(motions)
     assert emb.shape == (2, 512) and np.isfinite(emb).all()
     changed = [m.copy() for m in motions]
     changed[0][:, 259:] += 5.0
     changed[0][40:] = 0
-    emb2 = evaluate.embed_motions(model.encode_motion, changed, np.zeros(263, np.float32), np.ones(263, np.float32),
-                                  torch.device("cpu"))
+    emb2 = scorer.motion_embeddings(changed)
     np.testing.assert_allclose(emb, emb2, rtol=1e-4, atol=1e-5)
     # the JSON word files work too
     write_glove(tmp_path / "glove_json", as_json=True)
-    assert "walk" in evaluate.GloVe(str(tmp_path / "glove_json")).vectors
+    assert "walk" in official.GloVe(str(tmp_path / "glove_json")).vectors
+    assert EvalItem("c", np.zeros((8, 263)), "A person walks!", []).caption_tokens() == [
+        "a/OTHER", "person/OTHER", "walks/OTHER"]  # no tokens in the file: plain words
 
 
 class _RunsCode:
@@ -99,25 +108,59 @@ def test_official_loading_refuses_unsafe_or_misshapen_files(tmp_path, monkeypatc
     write_glove(tmp_path / "glove")
     with open(tmp_path / "glove" / "our_vab_words.pkl", "wb") as fh:
         pickle.dump([_RunsCode()], fh)
-    with pytest.raises(evaluate.EvalError, match="refused"):
-        evaluate.GloVe(str(tmp_path / "glove"))
+    with pytest.raises(EvalError, match="refused"):
+        official.GloVe(str(tmp_path / "glove"))
     assert not (tmp_path / "PWNED_BY_PICKLE").exists()
 
     torch.save({"movement_encoder": {}, "motion_encoder": {}}, tmp_path / "partial.tar")
     write_glove(tmp_path / "glove_ok")
     with pytest.raises(ValueError, match="text_encoder"):
-        evaluate.load_official_evaluator(str(tmp_path / "partial.tar"), str(tmp_path / "glove_ok"), torch.device("cpu"))
+        official.load_official_evaluator(str(tmp_path / "partial.tar"), str(tmp_path / "glove_ok"), torch.device("cpu"))
     small = OfficialT2MEvaluator()
     small.movement_encoder.out_net = torch.nn.Linear(512, 256)
     torch.save({k: getattr(small, k).state_dict() for k in ("movement_encoder", "motion_encoder", "text_encoder")},
                tmp_path / "wrong.tar")
     with pytest.raises(ValueError, match="movement_encoder"):
-        evaluate.load_official_evaluator(str(tmp_path / "wrong.tar"), str(tmp_path / "glove_ok"), torch.device("cpu"))
+        official.load_official_evaluator(str(tmp_path / "wrong.tar"), str(tmp_path / "glove_ok"), torch.device("cpu"))
     with open(tmp_path / "code.tar", "wb") as fh:
         pickle.dump({"movement_encoder": _RunsCode()}, fh, protocol=2)
     with pytest.raises(CheckpointError):
-        evaluate.load_official_evaluator(str(tmp_path / "code.tar"), str(tmp_path / "glove_ok"), torch.device("cpu"))
+        official.load_official_evaluator(str(tmp_path / "code.tar"), str(tmp_path / "glove_ok"), torch.device("cpu"))
     assert not (tmp_path / "PWNED_BY_PICKLE").exists()
+
+
+def test_official_statistics_missing_is_an_error_naming_the_file(tmp_path):
+    model_dir = tmp_path / "text_mot_match" / "model"
+    model_dir.mkdir(parents=True)
+    write_official_checkpoint(model_dir / "finest.tar")
+    meta = tmp_path / "text_mot_match" / "meta"
+    with pytest.raises(EvalError, match=f"{meta / 'mean.npy'}"):
+        official.official_statistics(str(model_dir / "finest.tar"))
+    meta.mkdir()
+    np.save(meta / "mean.npy", np.zeros(263, np.float32))
+    with pytest.raises(EvalError, match="std.npy"):
+        official.official_statistics(str(model_dir / "finest.tar"))
+    np.save(meta / "std.npy", np.full(263, 2.0, np.float32))
+    mean, std = official.official_statistics(str(model_dir / "finest.tar"))
+    assert mean.shape == std.shape == (263,) and std[0] == 2.0
+
+
+def test_label_fields_come_from_labels_json(tmp_path):
+    bandai = {f"t{i}": {"action": c, "content": c, "style": s, "take": f"t{i}", "file": f"t{i}.bvh", "mirrored": False}
+              for i, (c, s) in enumerate([("walk", "happy"), ("run", "sad"), ("walk", "sad")])}
+    (tmp_path / "labels.json").write_text(json.dumps(bandai))
+    labels = load_labels(str(tmp_path))
+    assert labels.fields == ["content", "style"]  # action repeats content: one classifier, not two
+    assert labels.names == {"content": ["run", "walk"], "style": ["happy", "sad"]}
+    assert labels.of("t2@1.5-3") == {"content": 1, "style": 1} and labels.of("unknown") == {}
+    assert load_action_labels(str(tmp_path)) == (["run", "walk"], {"t0": 1, "t1": 0, "t2": 1})
+    synthetic = {"a": {"action": "jump", "actions": ["jump"], "params": {}}, "b": {"action": "walk"}}
+    (tmp_path / "labels.json").write_text(json.dumps(synthetic))
+    assert load_labels(str(tmp_path)).names == {"action": ["jump", "walk"]}
+    (tmp_path / "labels.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="labels.json"):
+        load_labels(str(tmp_path))
+    assert load_labels(str(tmp_path / "none")).fields == []
 
 
 @pytest.fixture
@@ -130,25 +173,98 @@ def one_thread():
 
 
 def test_in_house_evaluator_beats_chance_on_a_tiny_embedded_set(tmp_path, one_thread):
-    cfg = CompositeConfig(dataset_root=str(tmp_path / "synthetic"), synthetic_num_motions=400,
-                          checkpoint_dir=str(tmp_path / "ckpt"), evaluator_steps=150, classifier_steps=100,
-                          batch_size=32, evaluator_hidden=64, evaluator_dim=64, eval_repeats=2, device="cpu")
+    cfg = CompositeConfig(dataset_root=str(tmp_path / "synthetic"), synthetic_num_motions=300,
+                          checkpoint_dir=str(tmp_path / "ckpt"), results_dir=str(tmp_path / "results"),
+                          evaluator_steps=90, classifier_steps=60, batch_size=32, evaluator_hidden=64,
+                          evaluator_dim=64, eval_repeats=2, device="cpu")
     payload = evaluate.train_evaluator(cfg, torch.device("cpu"))
     top1, top2, top3 = payload["test_r_precision"]
     assert top3 > 3 * 3 / 32, payload["test_r_precision"]  # chance is 3/32
     assert top1 > 3 / 32
-    assert payload["classifier_test_accuracy"] > 3 / len(payload["actions"])
-    evaluator, classifier, saved = evaluate.load_evaluator(cfg, torch.device("cpu"))
-    assert saved["vocab"] == payload["vocab"] and classifier is not None
+    assert list(payload["class_names"]) == ["action"]
+    assert payload["classifier_test_accuracy"]["action"] > 3 / len(payload["class_names"]["action"])
+    evaluators, saved = load_evaluators(cfg, torch.device("cpu"))
+    assert saved["vocab"] == payload["vocab"] and list(evaluators.classifiers) == ["action"]
     assert all(isinstance(w, str) for w in saved["vocab"])
 
     # the protocol on the ground-truth row alone (no generator needed)
-    results = evaluate.evaluate(cfg, ("gt",))
+    results = evaluate.evaluate(cfg, RowPlan(("gt",)))
     (row,) = results["rows"]
     gt = row["metrics"]
     assert gt["r_precision_top3"]["mean"] > 3 * 3 / 32 and gt["fid"]["mean"] < 0.5
-    assert gt["multimodality"] is None and gt["keyframe_error_m"] is None and row["seconds_per_motion"] is None
-    assert gt["bone_length_error_m"]["mean"] < 0.01 and gt["action_accuracy"]["mean"] > 3 / len(payload["actions"])
+    assert gt["multimodality"] is None and gt["keyframe_model_error_m"] is None and row["seconds_per_motion"] is None
+    assert gt["bone_length_std_m"]["mean"] < 0.005 and gt["bone_length_error_m"]["mean"] < 0.01
+    assert 0.5 < gt["keyframe_accel_ratio"]["mean"] < 2.0
+    assert gt["action_accuracy"]["mean"] > 3 / len(payload["class_names"]["action"])
+    assert results["filmstrips"] is None  # no generator, no picture
+
+
+def labelled_copy(tiny_trained, tmp_path) -> str:
+    """The tiny trained model's data set with a labels.json of two fields (content, style)."""
+    import shutil
+    root = tmp_path / "data"
+    shutil.copytree(tiny_trained["data_root"], root)
+    ids = sorted(p[:-4] for p in os.listdir(root / "texts"))
+    labels = {m: {"action": ("walk", "run", "jump")[i % 3], "content": ("walk", "run", "jump")[i % 3],
+                  "style": ("happy", "sad")[i // 3 % 2]} for i, m in enumerate(ids)}
+    (root / "labels.json").write_text(json.dumps(labels))
+    return str(root)
+
+
+def test_evaluate_end_to_end_every_row_and_known_answers(tiny_trained, tmp_path, one_thread):
+    cfg = CompositeConfig(dataset_root=labelled_copy(tiny_trained, tmp_path), dataset_kind="humanml3d",
+                          checkpoint_dir=tiny_trained["checkpoint_dir"], results_dir=str(tmp_path / "results"),
+                          text_encoder="minilm", device="cpu", num_inbetween_steps=4, batch_size=8,
+                          evaluator_steps=40, classifier_steps=20, evaluator_hidden=16, evaluator_dim=16,
+                          eval_repeats=2, eval_num_samples=64, eval_mm_num_prompts=3, eval_mm_repeats=3,
+                          eval_ddim_steps="2,4", eval_interval=1000)
+    cfg = cfg.replace(checkpoint_dir=str(tmp_path / "ckpt"))
+    os.makedirs(cfg.checkpoint_dir)
+    for stage in ("vqvae", "gpt", "diffusion"):  # the trained generator beside a fresh evaluator
+        os.symlink(os.path.join(tiny_trained["checkpoint_dir"], f"{stage}.pt"), os.path.join(cfg.checkpoint_dir, f"{stage}.pt"))
+    plan = RowPlan(guidance_scales=(1.0,), etas=(0.5,))
+    results = evaluate.evaluate(cfg, plan)  # trains the evaluator first: there is none yet
+    rows = {r["key"]: r for r in results["rows"]}
+    assert list(rows) == ["ground_truth", "composite", "ar_only", "diffusion_only", "composite_ddim2",
+                          "composite_ddim4", "composite_cfg1", "composite_eta0.5"]
+    not_applicable = {"ground_truth": {"multimodality", "keyframe_model_error_m"},
+                      "ar_only": {"keyframe_model_error_m"}, "diffusion_only": {"keyframe_model_error_m"}}
+    for key, row in rows.items():
+        for name, stat in row["metrics"].items():
+            if name in not_applicable.get(key, set()) or (name == "multimodality" and key.startswith("composite_")):
+                assert stat is None, (key, name)
+            else:
+                assert stat is not None and np.isfinite([stat["mean"], stat["ci95"]]).all(), (key, name, stat)
+        assert {"content_accuracy", "style_accuracy"} <= set(row["metrics"]), key
+    assert rows["composite"]["metrics"]["keyframe_model_error_m"]["mean"] > 0  # the network's own, not the overwrite
+    assert results["labels"] == {"content": ["jump", "run", "walk"], "style": ["happy", "sad"]}
+    assert results["mm_prompts"] == 3 and results["mm_pairs"] == 3 and results["repeats"] == 2
+    with open(results["filmstrips"], "rb") as fh:
+        assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
+    report_text = report.format_report(results)
+    assert "SMALLER than Guo et al.'s" in report_text and results["filmstrips"] in report_text
+    assert "Content acc" in report_text and "Style acc" in report_text
+
+    # known answers through the same scoring code
+    evaluators, _ = load_evaluators(cfg, torch.device("cpu"))
+    from dataset import load_clips
+    from evaluation.items import draw_items
+    from evaluation.scoring import Protocol, Scorers
+    reference = draw_items(load_clips(cfg.dataset_root, "test", cfg), cfg, None, load_labels(cfg.dataset_root))
+    features = [it.features for it in reference]
+    scorers = Scorers(evaluators, evaluators.motion_embeddings(features), None, Protocol(20, 300, 3))
+    joints = [random_motion_joints(len(f), seed=i) for i, f in enumerate(features)]
+    same = RowSample(reference, evaluators.text_embeddings([it.caption for it in reference]), None, features, joints,
+                     [np.arange(0, len(f), 5) for f in features], [None] * len(features))
+    assert score_row(scorers, same, np.random.default_rng(0))["fid"] == pytest.approx(0.0, abs=1e-6)  # GT vs itself
+    pose = random_motion_joints(41, seed=1)[0]
+    pose[:, 1] -= pose[[10, 11], 1].min()  # feet on the floor
+    t = np.arange(41)[:, None, None] / 20.0
+    slide = pose[None] + t * np.array([1.0, 0.0, 0.0])  # planted feet sliding at 1 m/s: constant velocity
+    quality = motion_quality(RowSample([], None, None, [], [slide], [np.arange(0, 41, 5)], [0.01]), 20)
+    assert quality["foot_skating"] > 0.9 and quality["jerk"] == pytest.approx(0.0, abs=1e-6)
+    assert quality["keyframe_model_error_m"] == 0.01 and quality["bone_length_std_m"] < 1e-9
+    assert np.isnan(quality["keyframe_accel_ratio"])  # no acceleration anywhere: no ratio
 
 
 def fake_results(with_ablations=True):
@@ -160,37 +276,50 @@ def fake_results(with_ablations=True):
     if not with_ablations:
         rows = rows[:2]
     table = []
+    names = [c[0] for c in report.TEXT_COLUMNS + report.QUALITY_COLUMNS] + ["action_accuracy"]
     for key, mode, steps, fid, r3 in rows:
-        names = [c[0] for c in evaluate.COLUMNS]
         metrics_ = {n: stat(0.5) for n in names}
         metrics_.update(fid=stat(fid), r_precision_top3=stat(r3), multimodality=None if mode is None else stat(2.0))
         table.append({"key": key, "name": key.replace("_", " "), "mode": mode, "ddim_steps": steps,
                       "metrics": metrics_, "seconds_per_motion": None if mode is None else stat(0.01 * (steps or 1))})
     return {"timestamp": "20260101-000000", "dataset_root": "somewhere", "checkpoint_dir": "ckpt", "device": "cpu",
-            "num_test_motions": 300, "num_samples": 256, "repeats": 3, "mm_prompts": 32, "mm_repeats": 5,
-            "evaluator": {"path": "x", "test_r_precision": [0.9, 0.95, 0.99], "classifier_test_accuracy": 1.0,
-                          "actions": ["walk", "jump"], "steps": 10},
-            "official_t2m": False, "rows": table, "config": CompositeConfig().to_dict()}
+            "num_test_motions": 300, "num_samples": 300, "repeats": 20, "diversity_pairs": 300, "mm_prompts": 100,
+            "mm_repeats": 30, "mm_pairs": 10, "labels": {"action": ["jump", "walk"]},
+            "evaluator": {"path": "x", "test_r_precision": [0.9, 0.95, 0.99],
+                          "classifier_test_accuracy": {"action": 1.0}, "step": 10, "dataset_root": "somewhere"},
+            "official_t2m": False, "rows": table, "filmstrips": None, "config": CompositeConfig().to_dict()}
 
 
 def test_report_files_and_verdict(tmp_path):
     from PIL import Image
     results = fake_results()
-    verdict = evaluate.composite_verdict(results)
+    verdict = report.composite_verdict(results)
     assert verdict.startswith("Composite does NOT beat both ablations")
     assert "worse than AR only 0.820 (within the CIs)" in verdict
     results["rows"][1]["metrics"]["r_precision_top3"]["mean"] = 0.9
-    assert evaluate.composite_verdict(results).startswith("Composite beats both ablations")
-    cfg = CompositeConfig(results_dir=str(tmp_path / "results"))
-    paths = evaluate.write_results(results, cfg)
+    assert report.composite_verdict(results).startswith("Composite beats both ablations")
+    paths = evaluate.write_results(results, str(tmp_path / "results"))
     assert json.load(open(paths["json"]))["rows"][1]["metrics"]["fid"]["mean"] == 0.9
-    report = open(paths["md"]).read()
-    assert "| composite | 0.900 ± 0.010 |" in report and "Composite beats both" in report
+    text = open(paths["md"]).read()
+    assert "| composite | 0.900 ± 0.010 |" in text and "Composite beats both" in text
+    assert "Protocol: Guo et al.'s sizes" in text and "GMD" in text and "Action acc" in text
+    assert "KF err" not in text  # 0 by construction: no such column
     with Image.open(paths["png"]) as image:
         assert image.size[0] > 1000
     assert sorted(os.listdir(tmp_path / "results")) == sorted(
         f"eval_{stem}.{ext}" for stem in ("20260101-000000", "latest") for ext in ("md", "json", "png"))
-    assert "not all three rows" in evaluate.composite_verdict(fake_results(with_ablations=False))
+    assert "not all three rows" in report.composite_verdict(fake_results(with_ablations=False))
+
+
+def test_filmstrips_put_real_and_generated_side_by_side(tmp_path):
+    from PIL import Image
+    real, fake = random_motion_joints(40, seed=1), random_motion_joints(40, seed=2)
+    examples = [report.Example("a person walks", "walk / happy", real, fake, np.arange(0, 40, 5)),
+                report.Example("a person runs", "", real, fake, np.arange(0, 40, 5))]
+    path = report.save_filmstrips(examples, str(tmp_path / "strips.png"))
+    with Image.open(path) as sheet:  # two rows of two 8-pose strips (each about 9.5 x 2.9 inches)
+        assert 2.5 < sheet.size[0] / sheet.size[1] < 4.0
+    assert os.listdir(tmp_path) == ["strips.png"]
 
 
 def _run_cli(*args, cwd=ROOT):
@@ -201,13 +330,15 @@ def _run_cli(*args, cwd=ROOT):
 def test_cli_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys):
     missing = _run_cli("--checkpoint_dir", str(tmp_path / "none"), "--results_dir", str(tmp_path / "res"))
     assert missing.returncode == 2
-    assert "run python train.py first" in missing.stderr and len(missing.stderr.strip().splitlines()) == 1
+    assert "python train.py" in missing.stderr and len(missing.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "res").exists()
     unknown = _run_cli("--no_such_field", "3")
     assert unknown.returncode == 2 and len(unknown.stderr.strip().splitlines()) == 1
     with pytest.raises(SystemExit) as exit_info:
         evaluate.main(["--eval_repeats", "many"])
     assert exit_info.value.code == 2 and "eval_repeats" in capsys.readouterr().err
-    assert evaluate.main(["--eval_ddim_steps", "5,x", "--checkpoint_dir", str(tmp_path / "none")]) == 2
-    err = capsys.readouterr().err
-    assert "eval_ddim_steps" in err and len(err.strip().splitlines()) == 1
+    for bad, name in ((["--eval_ddim_steps", "5,x"], "eval_ddim_steps"), (["--guidance_sweep", "1,two"], "guidance_sweep"),
+                      (["--rows", "gt", "eta"], "eta_sweep")):
+        assert evaluate.main([*bad, "--checkpoint_dir", str(tmp_path / "none")]) == 2
+        err = capsys.readouterr().err
+        assert name in err and len(err.strip().splitlines()) == 1

@@ -145,6 +145,8 @@ def test_keyframe_acceleration_ratio_is_one_without_kinks_and_large_with_them():
     kinked = smooth + zigzag[:, None, None] * np.array([0.0, 0.0, 1.0])
     assert metrics.keyframe_acceleration_ratio(kinked, idx) > 2.0
     assert np.isnan(metrics.keyframe_acceleration_ratio(smooth, [0, 40]))  # no interior keyframe
+    steady = pose[None] + t * np.array([1.0, 0.0, 0.0])  # constant velocity: nothing to compare
+    assert np.isnan(metrics.keyframe_acceleration_ratio(steady, idx))
 
 
 def test_bone_length_std_and_error():

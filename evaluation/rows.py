@@ -1,0 +1,112 @@
+"""The table's rows and the motions each generates.
+
+Rows: ground truth; the composite (GPT keyframes + diffusion in-betweening); AR only (GPT
+keyframes, linear interpolation); diffusion only (text, no keyframes); the composite at several
+DDIM step counts; and, on request, the composite at several classifier-free guidance scales
+(--guidance_sweep) and DDIM eta values (--eta_sweep) for tuning.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from typing import Optional
+
+import numpy as np
+
+from config import CompositeConfig
+from evaluation.items import EvalError
+from pipeline import Composite, MotionSample, SamplingOptions
+
+ROW_CHOICES = ("gt", "composite", "ar", "diffusion", "ddim", "guidance", "eta")
+MAIN_ROWS = ("composite", "ar_only", "diffusion_only")  # the rows with MultiModality
+
+
+@dataclass(frozen=True)
+class RowPlan:
+    """Which rows to evaluate: row groups of ROW_CHOICES, and the values of the sweeps
+    (DDIM steps from cfg.eval_ddim_steps when None; the guidance and eta rows need values)."""
+    groups: tuple[str, ...] = ROW_CHOICES
+    ddim_steps: Optional[tuple[int, ...]] = None
+    guidance_scales: tuple[float, ...] = ()
+    etas: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class RowSpec:
+    key: str  # stable id in the JSON
+    name: str  # table label
+    options: Optional[SamplingOptions]  # how the row samples; None for ground truth
+    multimodality: bool = False  # also measure MultiModality
+
+    @property
+    def mode(self) -> Optional[str]:
+        return None if self.options is None else self.options.mode
+
+
+def parse_numbers(text: str, name: str, kind=int) -> tuple:
+    """Comma-separated numbers (kind int: positive; float: non-negative); EvalError naming the option."""
+    try:
+        values = tuple(kind(s) for s in str(text).split(",") if s.strip())
+    except ValueError:
+        values = ()
+    if not values or min(values) < (1 if kind is int else 0):
+        example = "5,10,25,50" if kind is int else "1,2,3"
+        raise EvalError(f"--{name} must be comma-separated {'positive integers' if kind is int else 'numbers >= 0'} "
+                        f"like {example}, got {text!r}")
+    return values
+
+
+def row_specs(cfg: CompositeConfig, plan: RowPlan) -> list[RowSpec]:
+    """The table's rows in order, for the chosen row groups."""
+    steps = cfg.num_inbetween_steps
+    composite = SamplingOptions(mode="composite", num_inbetween_steps=steps)
+    rows = []
+    if "gt" in plan.groups:
+        rows.append(RowSpec("ground_truth", "Ground truth", None))
+    if "composite" in plan.groups:
+        rows.append(RowSpec("composite", f"Composite (DDIM {steps})", composite, True))
+    if "ar" in plan.groups:
+        rows.append(RowSpec("ar_only", "AR only (interpolated keyframes)", SamplingOptions(mode="interpolate"), True))
+    if "diffusion" in plan.groups:
+        rows.append(RowSpec("diffusion_only", f"Diffusion only (DDIM {steps})",
+                            replace(composite, mode="diffusion_only"), True))
+    if "ddim" in plan.groups:
+        sweep = plan.ddim_steps or parse_numbers(cfg.eval_ddim_steps, "eval_ddim_steps")
+        rows += [RowSpec(f"composite_ddim{s}", f"Composite, DDIM {s}", replace(composite, num_inbetween_steps=s))
+                 for s in sweep]
+    if "guidance" in plan.groups:
+        rows += [RowSpec(f"composite_cfg{g:g}", f"Composite, CFG {g:g}", replace(composite, guidance_scale=g))
+                 for g in plan.guidance_scales]
+    if "eta" in plan.groups:
+        rows += [RowSpec(f"composite_eta{e:g}", f"Composite, DDIM eta {e:g}", replace(composite, eta=e))
+                 for e in plan.etas]
+    return rows
+
+
+@dataclass
+class Generated:
+    motions: list[MotionSample]  # in input order
+    seconds_per_motion: float
+
+    @property
+    def features(self) -> list[np.ndarray]:
+        return [m.features for m in self.motions]
+
+
+def generate(composite: Composite, captions: list[str], lengths: list[int], options: SamplingOptions,
+             seed: int) -> Generated:
+    """One motion per (caption, length), in batches of cfg.batch_size sorted by length (the
+    motion at sorted position i is seeded seed + i); returns them in input order with the mean
+    wall-clock generation time per motion."""
+    order = np.argsort(lengths, kind="stable")
+    motions: list[Optional[MotionSample]] = [None] * len(captions)
+    elapsed, batch_size = 0.0, composite.cfg.batch_size
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        began = time.perf_counter()
+        result = composite.sample([captions[i] for i in rows], [int(lengths[i]) for i in rows],
+                                  replace(options, seed=seed + start))
+        elapsed += time.perf_counter() - began
+        for j, i in enumerate(rows):
+            motions[i] = result.motions[j]
+    return Generated(motions, elapsed / max(len(captions), 1))

@@ -1,0 +1,94 @@
+"""One row's metrics in one repeat: the embedding metrics of Guo et al. 2022 from the in-house
+(and, when loaded, the official) evaluator, the motion-quality metrics on joints, and each
+label classifier's accuracy. Every value is a float, NaN where a metric does not apply."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+import metrics
+from evaluation.evaluators import R_PRECISION_BATCH, Evaluators
+from evaluation.items import EvalItem
+from evaluation.official import OfficialEvaluator
+
+MM_PAIRS = 10  # Guo et al.'s multimodality_times: sample pairs per prompt
+
+
+@dataclass
+class Protocol:
+    """The sizes that are not per-row: frames per second, Diversity pairs, MultiModality samples."""
+    fps: int
+    diversity_pairs: int
+    mm_repeats: int
+
+
+@dataclass
+class Scorers:
+    """Everything that turns motions into numbers."""
+    evaluators: Evaluators
+    reference: np.ndarray  # (N_test, D) in-house embeddings of the whole test split's ground truth, for FID
+    official: Optional[OfficialEvaluator]
+    protocol: Protocol
+
+
+@dataclass
+class RowSample:
+    """One row's motions in one repeat, for the items drawn in that repeat."""
+    items: list[EvalItem]
+    text_emb: np.ndarray  # (N, D) in-house embeddings of the items' captions
+    official_text: Optional[np.ndarray]  # (N, 512) official embeddings of the captions, or None
+    features: list[np.ndarray]  # (T_i, 263)
+    joints: list[np.ndarray]  # (T_i, 22, 3)
+    keyframe_idx: list[np.ndarray]  # (K_i,) keyframe frames (the keyframe grid where a row has none)
+    keyframe_model_errors: list[Optional[float]]  # MotionSample.keyframe_model_error (None: not measured)
+    mm_features: Optional[list[np.ndarray]] = None  # P prompts x mm_repeats samples, prompt-major
+
+
+def nan_mean(values) -> float:
+    values = [v for v in values if v is not None and not np.isnan(v)]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def motion_quality(sample: RowSample, fps: int) -> dict[str, float]:
+    """Joint-based quality metrics, means over the row's motions."""
+    joints = sample.joints
+    return {"foot_skating": nan_mean([metrics.foot_skating_ratio(j, fps) for j in joints]),
+            "foot_penetration_m": nan_mean([metrics.foot_penetration(j) for j in joints]),
+            "jerk": nan_mean([metrics.jerk(j, fps) for j in joints]),
+            "keyframe_accel_ratio": nan_mean([metrics.keyframe_acceleration_ratio(j, k, fps)
+                                              for j, k in zip(joints, sample.keyframe_idx)]),
+            "bone_length_std_m": nan_mean([metrics.bone_length_std(j) for j in joints]),
+            "bone_length_error_m": nan_mean([metrics.bone_length_error(j) for j in joints]),
+            "keyframe_model_error_m": nan_mean(sample.keyframe_model_errors)}
+
+
+def embedding_metrics(motion_emb: np.ndarray, text_emb: np.ndarray, reference: np.ndarray, prefix: str = "") -> dict:
+    """FID against reference, R-precision top-1/2/3 and MM-Dist, keys prefixed by `prefix`."""
+    r_prec = metrics.r_precision(text_emb, motion_emb, R_PRECISION_BATCH)
+    return {f"{prefix}fid": metrics.fid(motion_emb, reference),
+            **{f"{prefix}r_precision_top{k}": r_prec[k - 1] for k in (1, 2, 3)},
+            f"{prefix}mm_dist": metrics.matching_score(text_emb, motion_emb)}
+
+
+def score_row(scorers: Scorers, sample: RowSample, rng: np.random.Generator) -> dict[str, float]:
+    """All metrics of one row in one repeat (NaN where a metric does not apply)."""
+    evaluators, protocol = scorers.evaluators, scorers.protocol
+    motion_emb = evaluators.motion_embeddings(sample.features)
+    result = embedding_metrics(motion_emb, sample.text_emb, scorers.reference)
+    result["diversity"] = metrics.diversity(motion_emb, protocol.diversity_pairs, rng)
+    result["multimodality"] = float("nan")
+    if sample.mm_features is not None:
+        mm_emb = evaluators.motion_embeddings(sample.mm_features)
+        result["multimodality"] = metrics.multimodality(
+            mm_emb.reshape(-1, protocol.mm_repeats, mm_emb.shape[-1]), MM_PAIRS, rng)
+    result.update(motion_quality(sample, protocol.fps))
+    labels = [it.labels for it in sample.items]
+    for name in evaluators.classifiers:
+        result[f"{name}_accuracy"] = evaluators.accuracy(name, sample.features, labels)
+    if scorers.official is not None:
+        official = scorers.official
+        result.update(embedding_metrics(official.motion_embeddings(sample.features), sample.official_text,
+                                        official.reference, prefix="t2m_"))
+    return {k: float(v) for k, v in result.items()}
