@@ -49,6 +49,7 @@ def test_two_processes_of_half_batches_train_the_same_three_models_as_one_proces
         double = load_checkpoint(checkpoint_path(CompositeConfig(checkpoint_dir=str(tmp_path / "two")), stage), stage)
         assert single["step"] == double["step"] == 5
         assert double["rng_cpu"].shape[0] == 2, "each rank's own RNG state is saved"
+        assert not torch.equal(double["rng_cpu"][0], double["rng_cpu"][1]), "ranks draw their own randomness"
         assert single["model"].keys() == double["model"].keys()
         for name, value in single["model"].items():
             assert torch.allclose(value.float(), double["model"][name].float(), atol=2e-5, rtol=1e-4), (stage, name)
