@@ -93,7 +93,7 @@ def test_all_keyframes_given_as_features_is_pure_inbetweening(loaded):
     (dict(length=0), "too short"),
     (dict(length=-5), "too short"),
     (dict(length=4), "must exceed one keyframe interval"),
-    (dict(length=401), "above the maximum of 400 frames"),
+    (dict(length=197), "above the maximum of 196 frames"),
     (dict(length=60.5), "whole number of frames"),
     (dict(length="60"), "whole number of frames"),
     (dict(keyframes=np.full((1, 22, 3), np.nan), keyframe_idx=[3]), "NaN"),
