@@ -3,6 +3,7 @@
     python generate.py                                   # "a person walks forward", 120 frames
     python generate.py --prompt "a person jumps" --seconds 4 --format npy gif
     python generate.py --format smpl                     # joint rotations, SMPL's poses/trans (.npz)
+    python generate.py --timeline "a person walks forward:4; a person waves with the right hand:3" --format npy gif
 
 Notebook API:
     vqvae, gpt, inbetween_model, diff_inbetween, clip_model, mean, std, Fdim = load_models(cfg)
@@ -23,7 +24,7 @@ from pipeline import (DEFAULT_PROMPT, Composite, KeyframePins, Mode, MotionSampl
                       check_length, check_prompts)
 from runtime import CheckpointError, check_out_path
 
-OUTPUT_FORMATS = ("npy", "features", "bvh", "smpl", "gif", "mp4")
+OUTPUT_FORMATS = ("npy", "features", "bvh", "smpl", "gif", "mp4", "filmstrip")
 
 
 # ---------------------------------------------------------------------------------------
@@ -92,13 +93,19 @@ def generate_composite(vqvae, gpt, inbetween_model, diff_inbetween, clip_model, 
 # CLI
 # ---------------------------------------------------------------------------------------
 def save_outputs(stem: str, formats: list[str], motion: MotionSample, fps: int) -> list[str]:
-    """Write one generated motion in the requested formats; returns the paths written."""
+    """Write one generated motion in the requested formats; returns the paths written. A
+    timeline (timeline.TimelineResult) also writes its segments into the .npz (segment_texts,
+    segment_start, segment_end frames) and draws the current segment's text on every frame."""
     written = []
+    segments = getattr(motion, "segments", None) or []
     if "npy" in formats:
         np.save(stem + ".npy", motion.joints.astype(np.float32))
+        extra = {} if not segments else dict(segment_texts=np.array([s.text for s in segments]),
+                                             segment_start=np.array([s.start for s in segments], np.int64),
+                                             segment_end=np.array([s.end for s in segments], np.int64))
         np.savez(stem + ".npz", motion=motion.joints.astype(np.float32), keyframes=motion.keyframes.astype(np.float32),
                  keyframe_idx=motion.keyframe_idx.astype(np.int64), features=motion.features.astype(np.float32),
-                 prompt=np.array(motion.prompt), fps=np.array(fps))
+                 prompt=np.array(motion.prompt), fps=np.array(fps), **extra)
         written += [stem + ".npy", stem + ".npz"]
     if "features" in formats:
         np.save(stem + "_features.npy", motion.features.astype(np.float32))
@@ -111,11 +118,17 @@ def save_outputs(stem: str, formats: list[str], motion: MotionSample, fps: int) 
         from motion_io.smpl import write_smpl_npz
         written.append(write_smpl_npz(stem + "_smpl.npz", motion.joints, features=motion.features, fps=fps,
                                       prompt=motion.prompt))
+    captions = [f"[{i + 1}/{len(segments)}] {s.text}" for i, s in enumerate(segments) for _ in range(s.end - s.start)]
     for video in ("gif", "mp4"):
         if video in formats:
             from visualize import save_animation
-            written.append(save_animation(motion.joints, stem + "." + video, fps=fps, title=motion.prompt,
-                                          keyframe_idx=motion.keyframe_idx, keyframes=motion.keyframes))
+            written.append(save_animation(motion.joints, stem + "." + video, fps=fps,
+                                          title=None if segments else motion.prompt, keyframe_idx=motion.keyframe_idx,
+                                          keyframes=motion.keyframes, captions=captions or None))
+    if "filmstrip" in formats:
+        from visualize import save_filmstrip
+        written.append(save_filmstrip(motion.joints, stem + "_filmstrip.png", title=motion.prompt,
+                                      keyframe_idx=motion.keyframe_idx, fps=fps))
     return written
 
 
@@ -165,7 +178,35 @@ def make_cli_parser():
                       help="output path; more samples get _<i> suffixes")
     opts.add_argument("--format", nargs="+", default=["npy"], choices=OUTPUT_FORMATS,
                       help="what to write (several allowed)")
+    opts.add_argument("--timeline", default=None,
+                      help="prompts in a row with their seconds, one continuous motion of any length: "
+                           "'a person walks forward:4; a person waves with the right hand:3' "
+                           "(instead of --prompt and --length)")
+    opts.add_argument("--trajectory", default=None,
+                      help="a .npy root path for the root to follow: (T, 2) xz per frame or (P, 3) rows "
+                           "(frame, x, z), metres")
     return parser
+
+
+def read_timeline(args, cfg: CompositeConfig):
+    """The checked segments of --timeline (it replaces --prompt, --prompts_file, --length, --seconds)."""
+    from timeline import check_segments
+    clashing = [name for name in ("prompt", "prompts_file", "length", "seconds") if getattr(args, name) is not None]
+    if clashing:
+        raise ValueError(f"--timeline sets the prompts and their durations; drop --{clashing[0]}")
+    return check_segments(args.timeline, cfg.fps, cfg.keyframe_interval)
+
+
+def read_trajectory(path: Optional[str]) -> Optional[np.ndarray]:
+    """The array in --trajectory's .npy file (its shape is checked against the length later)."""
+    if path is None:
+        return None
+    if not os.path.isfile(path):
+        raise ValueError(f"trajectory file not found: {path} (pass a .npy of (T, 2) or (P, 3) rows)")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise ValueError(f"cannot read trajectory {path}: not a NumPy .npy array ({str(exc)[:80]})") from None
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -173,19 +214,32 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parser.parse_args(argv)
     cfg = config_from_args(args, parser)
     try:
-        prompts = read_prompts(args)
-        length = requested_length(args, cfg)
+        segments = read_timeline(args, cfg) if args.timeline is not None else None
+        prompts = None if segments else read_prompts(args)
+        length = segments[-1].end if segments else requested_length(args, cfg)
         num_samples = parse_number(args.num_samples, int, "--num_samples", "a whole number")
         if num_samples < 1:
             raise ValueError(f"--num_samples must be >= 1, got {num_samples}")
         check_out_path(args.out)
+        trajectory = read_trajectory(args.trajectory)
+        if trajectory is not None:
+            from control import check_trajectory
+            check_trajectory(trajectory, length)
         composite = Composite.from_checkpoints(cfg)
-        jobs = [prompt for prompt in prompts for _ in range(num_samples)]
-        # rows of one call get seeds cfg.seed + row, so each sample differs
-        result = composite.sample(jobs, length)
+        if segments:  # sample i gets seed cfg.seed + i
+            from timeline import generate_timeline
+            jobs = [generate_timeline(composite, [(s.text, s.num_frames / cfg.fps) for s in segments],
+                                      SamplingOptions(seed=cfg.seed + i), trajectory=trajectory)
+                    for i in range(num_samples)]
+        elif trajectory is not None:  # one call per motion, with the seed its batch row would get
+            jobs = [composite.sample(prompt, length, SamplingOptions(seed=cfg.seed + row), trajectory=trajectory).motions[0]
+                    for row, prompt in enumerate(p for p in prompts for _ in range(num_samples))]
+        else:
+            # rows of one call get seeds cfg.seed + row, so each sample differs
+            jobs = composite.sample([p for p in prompts for _ in range(num_samples)], length).motions
         stem = os.path.splitext(args.out)[0]
         written = []
-        for row, motion in enumerate(result.motions):
+        for row, motion in enumerate(jobs):
             written += save_outputs(stem if len(jobs) == 1 else f"{stem}_{row}", args.format, motion, cfg.fps)
     except (ValueError, CheckpointError, ConfigError) as exc:
         print(f"generate.py: error: {exc}", file=sys.stderr)
