@@ -11,8 +11,8 @@ here on the training split's ground truth (its text side is independent of the g
 encoder), one classifier per label field of labels.json (action; content and style), and, when
 `--t2m_evaluator_path` and `--glove_path` name the field's own evaluator and GloVe files, that
 evaluator too. Rows: ground truth; composite; AR only (keyframes, linear interpolation);
-diffusion only (no keyframes); the composite at several DDIM step counts, and on request at
-several guidance scales / DDIM eta values. Every metric is the mean of cfg.eval_repeats runs
+diffusion only (no keyframes); the composite at several DDIM step counts; the composite with
+real poses pinned in world space; and on request at several guidance scales / DDIM eta values. Every metric is the mean of cfg.eval_repeats runs
 with its 95% confidence interval. The package `evaluation/` does the work.
 """
 from __future__ import annotations
@@ -22,8 +22,8 @@ from typing import Optional
 
 from config import CompositeConfig, ConfigError, config_from_args, make_parser
 from dataset import DataError
-from evaluation import (ROW_CHOICES, EvalError, RowPlan, evaluate, format_report, load_action_labels,
-                        train_evaluator, write_results)
+from evaluation import (DEFAULT_ROWS, ROW_CHOICES, EvalError, RowPlan, evaluate, format_report,
+                        load_action_labels, train_evaluator, write_results)
 from evaluation.rows import parse_numbers
 from runtime import CheckpointError
 
@@ -57,8 +57,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = make_parser(__doc__.split("\n\n")[0], prog="evaluate.py")
     parser.add_argument("--train_evaluator", action="store_true",
                         help="train checkpoints/evaluator.pt (and the label classifiers) on the train split, then stop")
-    parser.add_argument("--rows", nargs="+", choices=ROW_CHOICES, default=["gt", "composite", "ar", "diffusion", "ddim"],
-                        help="row groups to evaluate (ddim: the composite at each of --eval_ddim_steps)")
+    parser.add_argument("--rows", nargs="+", choices=ROW_CHOICES, default=list(DEFAULT_ROWS),
+                        help="row groups to evaluate (ddim: the composite at each of --eval_ddim_steps; pinned: "
+                             "with the test motions' own poses pinned in world space)")
     parser.add_argument("--guidance_sweep", default="", metavar="G1,G2,...",
                         help="also evaluate the composite at these diffusion guidance scales")
     parser.add_argument("--eta_sweep", default="", metavar="E1,E2,...",

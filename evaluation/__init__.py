@@ -13,7 +13,7 @@ from evaluation.evaluators import load_evaluators, train_evaluator
 from evaluation.items import EvalError, load_action_labels, load_labels
 from evaluation.protocol import evaluate
 from evaluation.report import format_report, write_results
-from evaluation.rows import ROW_CHOICES, RowPlan
+from evaluation.rows import DEFAULT_ROWS, ROW_CHOICES, RowPlan
 
-__all__ = ["EvalError", "ROW_CHOICES", "RowPlan", "evaluate", "format_report", "load_action_labels", "load_evaluators",
+__all__ = ["DEFAULT_ROWS", "EvalError", "ROW_CHOICES", "RowPlan", "evaluate", "format_report", "load_action_labels", "load_evaluators",
            "load_labels", "train_evaluator", "write_results"]

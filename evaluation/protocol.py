@@ -18,7 +18,7 @@ from evaluation import report
 from evaluation.evaluators import Evaluators, evaluator_path, load_evaluators, train_evaluator
 from evaluation.items import EvalError, EvalItem, LabelSet, draw_items, example_items, load_labels
 from evaluation.official import load_official
-from evaluation.rows import Generated, RowPlan, RowSpec, generate, row_specs
+from evaluation.rows import Generated, RowPlan, RowSpec, generate, generate_pinned, row_specs
 from evaluation.scoring import MM_PAIRS, Protocol, RowSample, Scorers, score_row
 from pipeline import Composite, SamplingOptions
 from runtime import select_device, stats_hash
@@ -112,15 +112,19 @@ class EvalRun:
         """The row's motions (shared with an earlier row that samples the same way) and its
         MultiModality samples."""
         captions, lengths = [it.caption for it in items], [len(it.features) for it in items]
-        if row.options not in cache:
-            cache[row.options] = generate(self.composite, captions, lengths, row.options, seed)
-        gen = cache[row.options]
+        if row.pinned:
+            gen = generate_pinned(self.composite, captions, [features_to_joints(it.features) for it in items],
+                                  row.options, seed)
+        elif row.options not in cache:
+            cache[row.options] = gen = generate(self.composite, captions, lengths, row.options, seed)
+        else:
+            gen = cache[row.options]
         self.times.setdefault(row.key, []).append(gen.seconds_per_motion)
         motions = gen.motions
         grid = [m.keyframe_idx if len(m.keyframe_idx) else keyframe_indices(len(m.joints), self.interval)
                 for m in motions]
         sample = RowSample(items, None, None, gen.features, [m.joints for m in motions], grid,
-                           [m.keyframe_model_error for m in motions])
+                           [m.keyframe_model_error for m in motions], pin_errors=gen.pin_errors)
         if row.multimodality and self.num_mm_prompts:
             repeats = self.cfg.eval_mm_repeats
             mm_captions = [c for c in captions[:self.num_mm_prompts] for _ in range(repeats)]

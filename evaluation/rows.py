@@ -2,8 +2,9 @@
 
 Rows: ground truth; the composite (GPT keyframes + diffusion in-betweening); AR only (GPT
 keyframes, linear interpolation); diffusion only (text, no keyframes); the composite at several
-DDIM step counts; and, on request, the composite at several classifier-free guidance scales
-(--guidance_sweep) and DDIM eta values (--eta_sweep) for tuning.
+DDIM step counts; the composite with the test motion's own poses pinned in world space (how far
+the result is from poses a user pins at places); and, on request, the composite at several
+classifier-free guidance scales (--guidance_sweep) and DDIM eta values (--eta_sweep) for tuning.
 """
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ import numpy as np
 
 from config import CompositeConfig
 from evaluation.items import EvalError
-from pipeline import Composite, MotionSample, SamplingOptions
+import metrics
+from pipeline import Composite, KeyframePins, MotionSample, SamplingOptions
 
-ROW_CHOICES = ("gt", "composite", "ar", "diffusion", "ddim", "guidance", "eta")
+ROW_CHOICES = ("gt", "composite", "ar", "diffusion", "ddim", "pinned", "guidance", "eta")
+DEFAULT_ROWS = ("gt", "composite", "ar", "diffusion", "ddim", "pinned")
 MAIN_ROWS = ("composite", "ar_only", "diffusion_only")  # the rows with MultiModality
 
 
@@ -25,7 +28,7 @@ MAIN_ROWS = ("composite", "ar_only", "diffusion_only")  # the rows with MultiMod
 class RowPlan:
     """Which rows to evaluate: row groups of ROW_CHOICES, and the values of the sweeps
     (DDIM steps from cfg.eval_ddim_steps when None; the guidance and eta rows need values)."""
-    groups: tuple[str, ...] = ROW_CHOICES
+    groups: tuple[str, ...] = DEFAULT_ROWS
     ddim_steps: Optional[tuple[int, ...]] = None
     guidance_scales: tuple[float, ...] = ()
     etas: tuple[float, ...] = ()
@@ -37,6 +40,7 @@ class RowSpec:
     name: str  # table label
     options: Optional[SamplingOptions]  # how the row samples; None for ground truth
     multimodality: bool = False  # also measure MultiModality
+    pinned: bool = False  # pin each test motion's own poses (world space) at pinned_frames
 
     @property
     def mode(self) -> Optional[str]:
@@ -74,6 +78,8 @@ def row_specs(cfg: CompositeConfig, plan: RowPlan) -> list[RowSpec]:
         sweep = plan.ddim_steps or parse_numbers(cfg.eval_ddim_steps, "eval_ddim_steps")
         rows += [RowSpec(f"composite_ddim{s}", f"Composite, DDIM {s}", replace(composite, num_inbetween_steps=s))
                  for s in sweep]
+    if "pinned" in plan.groups:
+        rows.append(RowSpec("composite_pinned", "Composite, real poses pinned (world)", composite, pinned=True))
     if "guidance" in plan.groups:
         rows += [RowSpec(f"composite_cfg{g:g}", f"Composite, CFG {g:g}", replace(composite, guidance_scale=g))
                  for g in plan.guidance_scales]
@@ -87,6 +93,7 @@ def row_specs(cfg: CompositeConfig, plan: RowPlan) -> list[RowSpec]:
 class Generated:
     motions: list[MotionSample]  # in input order
     seconds_per_motion: float
+    pin_errors: Optional[list[float]] = None  # pinned rows: mean joint distance (m) at the pinned frames
 
     @property
     def features(self) -> list[np.ndarray]:
@@ -110,3 +117,25 @@ def generate(composite: Composite, captions: list[str], lengths: list[int], opti
         for j, i in enumerate(rows):
             motions[i] = result.motions[j]
     return Generated(motions, elapsed / max(len(captions), 1))
+
+
+def pinned_frames(length: int) -> np.ndarray:
+    """The frames whose real pose a pinned row pins: the middle and the last."""
+    return np.array([length // 2, length - 1])
+
+
+def generate_pinned(composite: Composite, captions: list[str], poses: list[np.ndarray], options: SamplingOptions,
+                    seed: int) -> Generated:
+    """One motion per caption with the poses (T_i, 22, 3) of its real motion (world space, frame
+    0 at the origin facing +z) pinned at pinned_frames; motion i is seeded seed + i (pins take
+    one prompt per call). pin_errors: the global joint distance at the pinned frames."""
+    motions, errors, elapsed = [], [], 0.0
+    for i, (caption, pose) in enumerate(zip(captions, poses)):
+        frames = pinned_frames(len(pose))
+        began = time.perf_counter()
+        result = composite.sample([caption], [len(pose)], replace(options, seed=seed + i),
+                                  pins=KeyframePins(pose[frames], frames, space="world"))
+        elapsed += time.perf_counter() - began
+        motions.append(result.motions[0])
+        errors.append(metrics.keyframe_adherence(result.motions[0].joints, pose[frames], frames))
+    return Generated(motions, elapsed / max(len(captions), 1), errors)

@@ -44,6 +44,7 @@ class RowSample:
     keyframe_idx: list[np.ndarray]  # (K_i,) keyframe frames (the keyframe grid where a row has none)
     keyframe_model_errors: list[Optional[float]]  # MotionSample.keyframe_model_error (None: not measured)
     mm_features: Optional[list[np.ndarray]] = None  # P prompts x mm_repeats samples, prompt-major
+    pin_errors: Optional[list[float]] = None  # pinned rows: global joint distance (m) at the pinned frames
 
 
 def nan_mean(values) -> float:
@@ -61,7 +62,8 @@ def motion_quality(sample: RowSample, fps: int) -> dict[str, float]:
                                               for j, k in zip(joints, sample.keyframe_idx)]),
             "bone_length_std_m": nan_mean([metrics.bone_length_std(j) for j in joints]),
             "bone_length_error_m": nan_mean([metrics.bone_length_error(j) for j in joints]),
-            "keyframe_model_error_m": nan_mean(sample.keyframe_model_errors)}
+            "keyframe_model_error_m": nan_mean(sample.keyframe_model_errors),
+            "pinned_pose_error_m": nan_mean(sample.pin_errors or [])}
 
 
 def embedding_metrics(motion_emb: np.ndarray, text_emb: np.ndarray, reference: np.ndarray, prefix: str = "") -> dict:

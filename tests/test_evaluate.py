@@ -18,7 +18,7 @@ from config import CompositeConfig
 from evaluation import official, report
 from evaluation.evaluators import load_evaluators
 from evaluation.items import EvalError, EvalItem, load_action_labels, load_labels
-from evaluation.rows import RowPlan
+from evaluation.rows import ROW_CHOICES, RowPlan
 from evaluation.scoring import RowSample, motion_quality, score_row
 from models.evaluator import OFFICIAL_SIZES, POS_ENUMERATOR, OfficialT2MEvaluator
 from runtime import CheckpointError
@@ -222,27 +222,30 @@ def test_evaluate_end_to_end_every_row_and_known_answers(tiny_trained, tmp_path,
     os.makedirs(cfg.checkpoint_dir)
     for stage in ("vqvae", "gpt", "diffusion"):  # the trained generator beside a fresh evaluator
         os.symlink(os.path.join(tiny_trained["checkpoint_dir"], f"{stage}.pt"), os.path.join(cfg.checkpoint_dir, f"{stage}.pt"))
-    plan = RowPlan(guidance_scales=(1.0,), etas=(0.5,))
+    plan = RowPlan(ROW_CHOICES, guidance_scales=(1.0,), etas=(0.5,))
     results = evaluate.evaluate(cfg, plan)  # trains the evaluator first: there is none yet
     rows = {r["key"]: r for r in results["rows"]}
     assert list(rows) == ["ground_truth", "composite", "ar_only", "diffusion_only", "composite_ddim2",
-                          "composite_ddim4", "composite_cfg1", "composite_eta0.5"]
+                          "composite_ddim4", "composite_pinned", "composite_cfg1", "composite_eta0.5"]
     not_applicable = {"ground_truth": {"multimodality", "keyframe_model_error_m"},
                       "ar_only": {"keyframe_model_error_m"}, "diffusion_only": {"keyframe_model_error_m"}}
     for key, row in rows.items():
         for name, stat in row["metrics"].items():
-            if name in not_applicable.get(key, set()) or (name == "multimodality" and key.startswith("composite_")):
+            if (name in not_applicable.get(key, set()) or (name == "multimodality" and key.startswith("composite_"))
+                    or (name == "pinned_pose_error_m" and key != "composite_pinned")):
                 assert stat is None, (key, name)
             else:
                 assert stat is not None and np.isfinite([stat["mean"], stat["ci95"]]).all(), (key, name, stat)
         assert {"content_accuracy", "style_accuracy"} <= set(row["metrics"]), key
     assert rows["composite"]["metrics"]["keyframe_model_error_m"]["mean"] > 0  # the network's own, not the overwrite
+    assert rows["composite_pinned"]["metrics"]["pinned_pose_error_m"]["mean"] < 1e-4  # met by construction
     assert results["labels"] == {"content": ["jump", "run", "walk"], "style": ["happy", "sad"]}
     assert results["mm_prompts"] == 3 and results["mm_pairs"] == 3 and results["repeats"] == 2
     with open(results["filmstrips"], "rb") as fh:
         assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
     report_text = report.format_report(results)
     assert "SMALLER than Guo et al.'s" in report_text and results["filmstrips"] in report_text
+    assert "Pinned row: the motions pass 0.000 cm" in report_text and "Pin err" not in report_text
     assert "Content acc" in report_text and "Style acc" in report_text
 
     # known answers through the same scoring code
