@@ -24,8 +24,9 @@ utils.RAW_OFFSETS, composed along chains that start at the root rotation for bot
 arms hanging down and the head bone pointing forward in its rest. SMPL stores at each joint
 the rotation of the bones to its children, composed parent to child.
 
-The rest pose (`rest_offsets`): the canonical skeleton's bone lengths (utils.BONE_LENGTHS) in
-a T-pose like SMPL's: legs and spine straight, feet forward, head up, arms straight out along
+The rest pose (`rest_offsets`): the motion's own bone lengths (their mean over frames: the
+canonical skeleton's, utils.BONE_LENGTHS, for real HumanML3D motions, imports and what the
+pipeline decodes with fit_bones) in a T-pose like SMPL's: legs and spine straight, feet forward, head up, arms straight out along
 +-x (palms down). The two joints with three children, the pelvis (hips, spine1) and spine3
 (neck, collars), turn their children as one rigid piece in SMPL, so their rest triangles take
 the motion's own mean shape (real HumanML3D motions keep those triangles rigid to 1e-6 m).
@@ -59,7 +60,7 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from runtime import check_out_path, write_atomic
-from utils import (BONE_LENGTHS, FEATURE_DIM, JOINT_NAMES, KINEMATIC_CHAIN, NUM_JOINTS, PARENTS, RAW_OFFSETS,
+from utils import (FEATURE_DIM, JOINT_NAMES, KINEMATIC_CHAIN, NUM_JOINTS, PARENTS, RAW_OFFSETS,
                    ROT_SLICE, as_joints, matrix_to_quat, qbetween, quat_to_cont6d, quat_to_matrix,
                    recover_root_rot_pos)
 
@@ -81,7 +82,7 @@ _HINGE_DEGREES = (5.0, 20.0)  # bend below: smallest twist; above: hinge twist; 
 CONVENTION = (
     "poses: SMPL layout, axis-angle (rad), 24 joints x 3, joint 0 = global orientation, hands zero; "
     "local rotations composed parent to child (G_j = G_parent R_j), each joint's rotation moves the bones "
-    "to its children; relative to the rest pose rest_offsets (canonical bone lengths, T-pose: arms along "
+    "to its children; relative to the rest pose rest_offsets (the motion's mean bone lengths, T-pose: arms along "
     "+-x, palms down, head up, feet forward; pelvis and spine3 triangles: the motion's own shape). "
     "y up, facing +z at identity, metres. trans = pelvis position (a real SMPL model adds its rest pelvis "
     "J_0(betas): use motion_io.smpl.to_smpl_rest). rot6d: HumanML3D's 6D feature rotations (joint 0: root "
@@ -128,11 +129,13 @@ def _children(j: int) -> list:
 def rest_offsets(joints) -> np.ndarray:
     """The rest pose (22, 3) the exported rotations are relative to, for a motion's joints (T, 22, 3).
 
-    Canonical bone lengths in a T-pose (see the module doc); the pelvis and spine3 triangles
+    The motion's mean bone lengths in a T-pose (see the module doc); the pelvis and spine3 triangles
     are the motion's mean shape (Procrustes mean over frames), turned so that left minus right
     child points along +x and the up child lies in the xy plane above them.
     """
     pos = _t(joints)
+    lengths = (pos[:, 1:] - pos[:, PARENTS[1:]]).norm(dim=-1).mean(0)  # (21,)
+    lengths = torch.cat([lengths.new_zeros(1), lengths])[:, None]  # (22, 1), the root's 0
     rest = _t(RAW_OFFSETS).clone()
     for j, direction in _TPOSE_DIRECTIONS.items():
         rest[j] = _t(direction)
@@ -141,13 +144,12 @@ def rest_offsets(joints) -> np.ndarray:
         mean = vectors[0]
         for _ in range(2):  # align every frame to the current mean, average
             mean = (vectors @ _kabsch(vectors, mean.expand_as(vectors)).transpose(-1, -2)).mean(0)
-        mean = _unit(mean) * _t(BONE_LENGTHS[list(kids)])[:, None]  # canonical lengths, then the frame
+        mean = _unit(mean) * lengths[list(kids)]  # the mean lengths, then the frame
         x = _unit(mean[0] - mean[1])
         y = _unit(mean[2] - (mean[2] @ x) * x)
         frame = torch.stack([x, y, torch.linalg.cross(x, y)], 0)  # rows: the rest axes in motion coordinates
         for kid, vector in zip(kids, mean):
             rest[kid] = frame @ vector
-    lengths = _t(BONE_LENGTHS)[:, None]
     return (_unit(rest) * lengths).numpy()
 
 

@@ -77,6 +77,8 @@ def test_real_motion_rebuilds_from_its_rotations():
     joints = utils.features_to_joints(features)
     export = smpl.smpl_export(joints, features, fps=20)
     assert export["poses"].shape == (170, 72) and export["trans"].shape == (170, 3)
+    # Real motions lie on the canonical skeleton, so that is the rest's.
+    np.testing.assert_allclose(np.linalg.norm(export["rest_offsets"], axis=-1), utils.BONE_LENGTHS, atol=1e-4)
     # SMPL's pelvis and chest are rigid and so are real HumanML3D motions': exact to the floats.
     assert max_cm(project_fk(export), joints) < 0.01  # measured 1.1e-3 cm
     assert max_cm(plain_smpl_fk(export["poses"], export["trans"], export["rest_offsets"]), joints) < 0.01
@@ -207,13 +209,14 @@ def test_cli_format_smpl_on_a_generated_motion(tiny_trained, tmp_path):
     assert int(export["fps"]) == 20 and str(export["up_axis"]) == "y"
     rebuilt = project_fk(export)
     error_cm = 100 * np.linalg.norm(rebuilt - generated, axis=-1)
-    # Where the model's pelvis/chest triangle deforms (the toy data rotate each hip bone on its
-    # own), no SMPL body follows it; beyond that the rotations rebuild the motion to 1 cm.
-    # Measured on this tiny model: max 1.07 cm, mean 0.21 cm, triangles deform by ~1 cm.
+    # Where the model's pelvis/chest triangle deforms (the toy data of conftest rotate each hip
+    # bone on its own, by up to 4 cm), no SMPL body follows it; beyond that the rotations
+    # rebuild the motion to 1 cm. Measured on this tiny model over seeds 0-4: max 1.1-2.1 cm,
+    # always the triangles' own deformation, mean 0.19-0.33 cm (0.30-0.52 cm without fit_bones).
     deformation = _triangle_residual_cm(generated, export["rest_offsets"].astype(np.float64))
-    assert error_cm.mean() < 0.5, f"mean {error_cm.mean():.3f} cm"
+    assert error_cm.mean() < 0.75, f"mean {error_cm.mean():.3f} cm"
     assert error_cm.max() < 1.0 + deformation, f"max {error_cm.max():.3f} cm, deformation {deformation:.3f} cm"
-    assert deformation < 2.0
+    assert deformation < 3.0
 
 
 # ---------------------------------------------------------------------------------------
