@@ -124,7 +124,8 @@ class EvalRun:
         grid = [m.keyframe_idx if len(m.keyframe_idx) else keyframe_indices(len(m.joints), self.interval)
                 for m in motions]
         sample = RowSample(items, None, None, gen.features, [m.joints for m in motions], grid,
-                           [m.keyframe_model_error for m in motions], pin_errors=gen.pin_errors)
+                           [m.keyframe_model_error for m in motions], pin_errors=gen.pin_errors,
+                           raw_joints=[features_to_joints(m.features) for m in motions])
         if row.multimodality and self.num_mm_prompts:
             repeats = self.cfg.eval_mm_repeats
             mm_captions = [c for c in captions[:self.num_mm_prompts] for _ in range(repeats)]

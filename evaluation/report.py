@@ -22,7 +22,8 @@ TEXT_COLUMNS = [
 QUALITY_COLUMNS = [
     ("foot_skating", "Skating ↓", 1.0, 3), ("foot_penetration_m", "Penetr. cm ↓", 100.0, 2),
     ("jerk", "Jerk m/s³ →GT", 1.0, 1), ("keyframe_accel_ratio", "KF accel ratio →1", 1.0, 2),
-    ("bone_length_std_m", "Bone std cm ↓", 100.0, 2), ("bone_length_error_m", "Bone err cm ↓", 100.0, 2),
+    ("bone_length_std_m", "Bone std cm ↓", 100.0, 2), ("bone_length_std_raw_m", "Bone std raw cm ↓", 100.0, 2),
+    ("bone_length_error_m", "Bone err cm ↓", 100.0, 2),
     ("keyframe_model_error_m", "KF model err cm ↓", 100.0, 2),
 ]
 OFFICIAL_COLUMNS = [("t2m_fid", "FID ↓", 1.0, 3), ("t2m_r_precision_top1", "R@1 ↑", 1.0, 3),
@@ -39,8 +40,9 @@ DEFINITIONS = [
     "Penetr.: mean depth of the lowest foot joint below the floor. Jerk: mean |d³x/dt³| over joints and frames.",
     "KF accel ratio: mean joint acceleration at the interior keyframe frames / at the other frames (kinks at "
     "keyframes push it above 1; ground truth on the same keyframe grid is about 1).",
-    "Bone std: per-bone length standard deviation over a motion, mean over bones. Bone err: mean |bone length - "
-    "canonical length|.",
+    "Bone std: per-bone length standard deviation over a motion, mean over bones, of the joints a user gets "
+    "(with fit_bones on they carry the canonical bone lengths: 0 by construction); Bone std raw: the same of the "
+    "joints the features alone give (the network's own). Bone err: mean |bone length - canonical length|.",
     "KF model err: mean distance between the root-relative joints the diffusion network itself predicts at the "
     "keyframe frames (last step, before the keyframes overwrite them) and the keyframes it was given; "
     "the final motion matches its keyframes by construction, so that is not a column.",

@@ -45,6 +45,7 @@ class RowSample:
     keyframe_model_errors: list[Optional[float]]  # MotionSample.keyframe_model_error (None: not measured)
     mm_features: Optional[list[np.ndarray]] = None  # P prompts x mm_repeats samples, prompt-major
     pin_errors: Optional[list[float]] = None  # pinned rows: global joint distance (m) at the pinned frames
+    raw_joints: Optional[list[np.ndarray]] = None  # joints decoded from the features alone (None: = joints)
 
 
 def nan_mean(values) -> float:
@@ -61,6 +62,7 @@ def motion_quality(sample: RowSample, fps: int) -> dict[str, float]:
             "keyframe_accel_ratio": nan_mean([metrics.keyframe_acceleration_ratio(j, k, fps)
                                               for j, k in zip(joints, sample.keyframe_idx)]),
             "bone_length_std_m": nan_mean([metrics.bone_length_std(j) for j in joints]),
+            "bone_length_std_raw_m": nan_mean([metrics.bone_length_std(j) for j in sample.raw_joints or joints]),
             "bone_length_error_m": nan_mean([metrics.bone_length_error(j) for j in joints]),
             "keyframe_model_error_m": nan_mean(sample.keyframe_model_errors),
             "pinned_pose_error_m": nan_mean(sample.pin_errors or [])}

@@ -194,6 +194,7 @@ def test_in_house_evaluator_beats_chance_on_a_tiny_embedded_set(tmp_path, one_th
     assert gt["r_precision_top3"]["mean"] > 3 * 3 / 32 and gt["fid"]["mean"] < 0.5
     assert gt["multimodality"] is None and gt["keyframe_model_error_m"] is None and row["seconds_per_motion"] is None
     assert gt["bone_length_std_m"]["mean"] < 0.005 and gt["bone_length_error_m"]["mean"] < 0.01
+    assert gt["bone_length_std_raw_m"] == gt["bone_length_std_m"]  # ground truth: the same joints
     assert 0.5 < gt["keyframe_accel_ratio"]["mean"] < 2.0
     assert gt["action_accuracy"]["mean"] > 3 / len(payload["class_names"]["action"])
     assert results["filmstrips"] is None  # no generator, no picture
