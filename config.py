@@ -71,6 +71,10 @@ class CompositeConfig:
     diff_timesteps: int = 1000  # training diffusion steps
     diff_noise_schedule: Literal["cosine", "linear"] = "cosine"
     diff_cond_drop: float = 0.1  # probability of dropping the text for classifier-free guidance
+    diff_vel_loss_weight: float = 0.0  # weight of the MSE of x0's frame-to-frame differences (velocity)
+    diff_acc_loss_weight: float = 0.0  # weight of the MSE of x0's second frame differences (acceleration)
+    diff_ema_decay: float = 0.0  # moving average of the denoiser's weights used for sampling (0: off)
+    diff_patch_conv: int = 0  # frames of a depthwise conv blending the output across patch borders (0: off)
     diffusion_steps: int = 1200
 
     # ---- sampling defaults ------------------------------------------------------------
@@ -83,7 +87,7 @@ class CompositeConfig:
     max_generate_length: int = 196  # frames; the longest motion generate_composite accepts (keep it
     # <= the max_motion_length the models were trained with: longer motions are beyond the trained positions)
     sampler: Literal["ddim", "ddpm"] = "ddim"
-    fit_bones: bool = True  # decode joints with the skeleton's exact bone lengths (utils.fit_bone_lengths)
+    fit_bones: bool = False  # decode joints with the skeleton's exact bone lengths (utils.fit_bone_lengths)
 
     # ---- optimisation -----------------------------------------------------------------
     batch_size: int = 64
@@ -142,18 +146,22 @@ class CompositeConfig:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"config field '{name}' must be > 0, got {getattr(self, name)}")
         non_negative = ["vqvae_steps", "gpt_steps", "diffusion_steps", "evaluator_steps", "top_k",
+                        "diff_vel_loss_weight", "diff_acc_loss_weight", "diff_patch_conv",
                         "warmup_steps", "num_workers", "vq_depth", "temperature", "lr"]
         for name in non_negative:
             if getattr(self, name) < 0:
                 raise ConfigError(f"config field '{name}' must be >= 0, got {getattr(self, name)}")
         for name in ["gpt_token_corruption", "gpt_cond_drop", "diff_cond_drop", "gpt_dropout",
-                     "diff_dropout"]:
+                     "diff_dropout", "diff_ema_decay"]:
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"config field '{name}' must be in [0, 1), got {getattr(self, name)}")
         if not 0.0 < self.top_p <= 1.0:
             raise ConfigError(f"config field 'top_p' must be in (0, 1], got {self.top_p}")
         if not 0.0 < self.vq_ema_decay < 1.0:
             raise ConfigError(f"config field 'vq_ema_decay' must be in (0, 1), got {self.vq_ema_decay}")
+        if self.diff_patch_conv % 2 == 0 and self.diff_patch_conv:
+            raise ConfigError(f"config field 'diff_patch_conv' must be odd (a centred kernel) or 0, "
+                              f"got {self.diff_patch_conv}")
         if self.min_motion_length > self.max_motion_length:
             raise ConfigError("config field 'min_motion_length' must be <= 'max_motion_length' "
                               f"({self.min_motion_length} > {self.max_motion_length})")

@@ -6,9 +6,11 @@ channels with a per-feature mask, CondMDI-style, as their linear interpolation, 
 network refines). Frames are grouped into patches of `diff_patch_size` frames per token; a
 timestep token and a text token are prepended.
 
-`GaussianDiffusion` holds the noise schedule, the x0-prediction training loss and the DDIM /
-DDPM samplers with classifier-free guidance and keyframe imputation, so the sampled motion
-passes exactly through the keyframes.
+`GaussianDiffusion` holds the noise schedule, the x0-prediction training loss (with optional
+velocity / acceleration terms that penalise frame-to-frame jitter) and the DDIM / DDPM samplers
+with classifier-free guidance and keyframe imputation, so the sampled motion passes exactly
+through the keyframes. Sampling uses the denoiser's exponential moving average of weights
+(`WeightEMA`, updated by every training forward) once it has one.
 """
 from __future__ import annotations
 
@@ -81,12 +83,49 @@ class Block(nn.Module):
         return x + self.resid_drop(self.mlp(self.ln_mlp(x)))
 
 
+class WeightEMA(nn.Module):
+    """Exponential moving average of a module's parameters, held as buffers so that it is saved,
+    loaded and moved with the module's state_dict.
+
+    `update(named_parameters, decay)` blends the current weights in with the warm-up
+    decay min(decay, (1 + n) / (10 + n)) at update n; `weights()` maps each parameter name to its
+    average (for torch.func.functional_call). `steps` counts the updates (0: never updated).
+    """
+
+    def __init__(self, named_parameters: list[tuple[str, nn.Parameter]]):
+        super().__init__()
+        self.names = [name for name, _ in named_parameters]
+        for name, param in named_parameters:
+            self.register_buffer(self._key(name), param.detach().clone())
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+
+    @staticmethod
+    def _key(name: str) -> str:
+        return name.replace(".", "__")
+
+    @torch.no_grad()
+    def update(self, named_parameters, decay: float) -> None:
+        n = int(self.steps)
+        keep = min(decay, (1.0 + n) / (10.0 + n))
+        params = dict(named_parameters)
+        averages = [getattr(self, self._key(name)) for name in self.names]
+        torch._foreach_lerp_(averages, [params[name].detach().to(a.dtype) for name, a in zip(self.names, averages)],
+                             1.0 - keep)
+        self.steps += 1
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        return {name: getattr(self, self._key(name)) for name in self.names}
+
+
 class InbetweenDenoiser(nn.Module):
     """Transformer x0-predictor conditioned on timestep, text and keyframes.
 
     The keyframe channels are the per-feature linear interpolation of the pinned entries and
     the mask; the network predicts the residual over that interpolation (zero at init), so an
     untrained model already in-betweens linearly and training only has to learn the detail.
+    With cfg.diff_patch_conv = k > 0, a depthwise convolution over k frames (identity at init)
+    filters the un-patched residual, so neighbouring patches blend instead of meeting at a seam.
+    `ema` holds the moving average of the weights that sampling uses (see WeightEMA).
     """
 
     def __init__(self, cfg: CompositeConfig, text_dim: int):
@@ -106,8 +145,27 @@ class InbetweenDenoiser(nn.Module):
         self.out_proj = nn.Linear(E, cfg.feature_dim * cfg.diff_patch_size)
         nn.init.zeros_(self.out_proj.weight)  # start at x0 = the keyframe interpolation
         nn.init.zeros_(self.out_proj.bias)
+        self.patch_conv = None
+        if cfg.diff_patch_conv > 0:
+            k = cfg.diff_patch_conv
+            self.patch_conv = nn.Conv1d(cfg.feature_dim, cfg.feature_dim, k, padding=k // 2,
+                                        groups=cfg.feature_dim, bias=False)
+            with torch.no_grad():  # identity at init
+                self.patch_conv.weight.zero_()
+                self.patch_conv.weight[:, 0, k // 2] = 1.0
         num_patches = math.ceil(POSITION_TABLE_FRAMES / cfg.diff_patch_size)
         self.register_buffer("pos_table", sinusoidal_embedding(torch.arange(num_patches), E), persistent=False)
+        self.ema = WeightEMA(list(self.named_parameters()))
+        self._register_load_state_dict_pre_hook(self._fill_missing_ema)
+
+    def _fill_missing_ema(self, state_dict, prefix, *args) -> None:
+        """Checkpoints from before the weight average: start it at the loaded weights, never updated."""
+        if prefix + "ema.steps" in state_dict:
+            return
+        for name in self.ema.names:
+            if prefix + name in state_dict:
+                state_dict[prefix + "ema." + WeightEMA._key(name)] = state_dict[prefix + name].clone()
+        state_dict[prefix + "ema.steps"] = torch.zeros((), dtype=torch.long)
 
     def _positions(self, num_patches: int) -> torch.Tensor:
         """Sinusoidal encodings of patch positions 0..num_patches-1 -> (num_patches, E)."""
@@ -165,8 +223,12 @@ class InbetweenDenoiser(nn.Module):
             attn_mask = keys[:, None, None, :]  # (B, 1, 1, 2+n)
         for block in self.blocks:
             x = block(x, attn_mask)
-        residual = self.out_proj(self.ln_f(x[:, 2:]))  # (B, n, P*D)
-        return interp + residual.reshape(B, num_patches * P, D)[:, :T]
+        residual = self.out_proj(self.ln_f(x[:, 2:])).reshape(B, num_patches * P, D)[:, :T]  # (B, T, D)
+        if self.patch_conv is not None:
+            if padding_mask is not None:  # padding frames do not leak into real ones
+                residual = residual * padding_mask[..., None].to(residual.dtype)
+            residual = self.patch_conv(residual.transpose(1, 2)).transpose(1, 2)
+        return interp + residual
 
 
 # ---------------------------------------------------------------------------------------
@@ -183,6 +245,15 @@ def make_beta_schedule(kind: Literal["cosine", "linear"], num_timesteps: int) ->
 
 
 Generators = Union[torch.Generator, Sequence[torch.Generator], None]
+
+
+def difference_mse(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, order: int) -> torch.Tensor:
+    """Mean squared error between the order-th frame differences of pred and target (B, T, D),
+    over differences whose frames are all real (valid (B, T, 1) 0/1). 0 when none are."""
+    for _ in range(order):
+        pred, target = pred[:, 1:] - pred[:, :-1], target[:, 1:] - target[:, :-1]
+        valid = valid[:, 1:] * valid[:, :-1]
+    return ((pred - target).pow(2) * valid).sum() / (valid.sum() * pred.shape[-1]).clamp_min(1.0)
 
 
 def _noise(shape, generator: Generators, device, dtype=torch.float32,
@@ -213,6 +284,9 @@ class GaussianDiffusion(nn.Module):
         self.model = model
         self.num_timesteps = cfg.diff_timesteps
         self.cond_drop = cfg.diff_cond_drop
+        self.vel_loss_weight = cfg.diff_vel_loss_weight
+        self.acc_loss_weight = cfg.diff_acc_loss_weight
+        self.ema_decay = cfg.diff_ema_decay
         betas = make_beta_schedule(cfg.diff_noise_schedule, cfg.diff_timesteps)
         alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
         self.register_buffer("betas", betas.float(), persistent=False)
@@ -247,12 +321,18 @@ class GaussianDiffusion(nn.Module):
         Draws t uniformly, drops the text with probability diff_cond_drop (with `generator`, a list
         of B generators, row b draws its t, its noise over its real frames and its drop from
         generator b alone, whatever the rest of the batch), and returns
-        dict(loss: MSE over real frames, mse_inbetween: MSE over real entries that are not
-        keyframes, detached).
+        dict(loss: MSE over real frames + diff_vel_loss_weight * vel + diff_acc_loss_weight * acc,
+        mse: the MSE, vel / acc: MSE of the frame-to-frame first / second differences of x0
+        over real frames (x0's velocity and acceleration in feature space), mse_inbetween: MSE
+        over real entries that are not keyframes; all but loss detached).
+        A training forward (model in training mode, gradients on) first blends the current
+        weights into the denoiser's weight average when diff_ema_decay > 0.
         """
         B, T, D = x0.shape
         if padding_mask.shape != (B, T):
             raise ValueError(f"padding_mask must be (B, T) = ({B}, {T}), got {tuple(padding_mask.shape)}")
+        if self.ema_decay > 0 and self.model.training and torch.is_grad_enabled():
+            self.model.ema.update(self.model.named_parameters(), self.ema_decay)
         valid = padding_mask[..., None].to(x0.dtype)  # (B, T, 1)
         keyframe_mask = self._full_mask(keyframe_mask, x0) * valid  # (B, T, D)
         if generator is None:
@@ -266,10 +346,20 @@ class GaussianDiffusion(nn.Module):
             drop_text = torch.cat([_uniform(1, g, x0.device) for g in generator]) < self.cond_drop
         x0_pred = self.model(x_t, t, text_emb, x0 * keyframe_mask, keyframe_mask, padding_mask, drop_text)
         sq_err = (x0_pred - x0).pow(2) * valid  # (B, T, D)
-        loss = sq_err.sum() / (valid.sum() * D).clamp_min(1.0)
+        mse = sq_err.sum() / (valid.sum() * D).clamp_min(1.0)
+        vel = difference_mse(x0_pred, x0, valid, order=1)
+        acc = difference_mse(x0_pred, x0, valid, order=2)
+        loss = mse + self.vel_loss_weight * vel + self.acc_loss_weight * acc
         free = valid - keyframe_mask
         mse_inbetween = (sq_err.detach() * free).sum() / free.sum().clamp_min(1.0)
-        return dict(loss=loss, mse_inbetween=mse_inbetween)
+        return dict(loss=loss, mse=mse.detach(), vel=vel.detach(), acc=acc.detach(), mse_inbetween=mse_inbetween)
+
+    def denoise(self, *args, **kwargs) -> torch.Tensor:
+        """The denoiser's x0 prediction (same arguments as InbetweenDenoiser.forward) with the
+        sampling weights: the weight average once it has been updated, else the weights."""
+        if int(self.model.ema.steps) == 0:
+            return self.model(*args, **kwargs)
+        return torch.func.functional_call(self.model, self.model.ema.weights(), args, kwargs)
 
     # ------------------------------------------------------------------------------------
     def sample_timesteps(self, num_steps: int) -> list[int]:
@@ -354,8 +444,8 @@ class GaussianDiffusion(nn.Module):
         for i, t in enumerate(timesteps):
             rows_x = torch.cat([x, x]) if use_cfg else x
             t_rows = torch.full((rows_x.shape[0],), t, dtype=torch.long, device=device)
-            pred = self.model(rows_x, t_rows, rows_text, rows_values, rows_mask, rows_padding, drop_text,
-                              keyframe_interp=rows_interp)
+            pred = self.denoise(rows_x, t_rows, rows_text, rows_values, rows_mask, rows_padding, drop_text,
+                                keyframe_interp=rows_interp)
             if use_cfg:
                 pred_cond, pred_uncond = pred[:B], pred[B:]
                 pred = pred_uncond + guidance_scale * (pred_cond - pred_uncond)

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from config import CompositeConfig
-from models.diffusion import (GaussianDiffusion, InbetweenDenoiser, interpolate_keyframes,
+from config import ConfigError
+from models.diffusion import (GaussianDiffusion, InbetweenDenoiser, difference_mse, interpolate_keyframes,
                               sample_training_keyframe_mask)
 from models.gpt import MotionGPT, num_keyframes
 from models.vqvae import KeyframeVQVAE
@@ -342,6 +343,94 @@ def test_diffusion_overfits_tiny_batch(cfg):
         opt.step()
         losses.append(float(loss.detach()))
     assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5
+
+
+def test_difference_mse_known_answers():
+    target = torch.randn(2, 9, 3)
+    valid = torch.ones(2, 9, 1)
+    assert difference_mse(target + 5.0, target, valid, order=1) < 1e-10  # a constant offset has no velocity error
+    assert difference_mse(target + torch.arange(9.0)[None, :, None], target, valid, order=2) < 1e-10  # nor a drift
+    jitter = target + torch.tensor([1.0, -1.0]).repeat(5)[:9][None, :, None]  # +-1 frame to frame
+    assert torch.isclose(difference_mse(jitter, target, valid, order=1), torch.tensor(4.0))
+    assert torch.isclose(difference_mse(jitter, target, valid, order=2), torch.tensor(16.0))
+    valid[1, 5:] = 0.0  # padding frames take no part
+    garbage = jitter.clone()
+    garbage[1, 5:] = 1e3
+    assert torch.isclose(difference_mse(garbage, target, valid, order=2), torch.tensor(16.0))
+
+
+def test_training_loss_adds_velocity_and_acceleration_terms(cfg):
+    x0 = torch.randn(2, 14, D)
+    padding = torch.ones(2, 14, dtype=torch.bool)
+    padding[1, 9:] = False
+    text, keyframes = torch.randn(2, TEXT_DIM), torch.zeros(2, 14)
+    keyframes[:, ::5] = 1.0
+    losses = []
+    for weights in [(0.0, 0.0), (0.5, 2.0)]:
+        diffusion = make_diffusion(cfg.replace(diff_vel_loss_weight=weights[0], diff_acc_loss_weight=weights[1],
+                                               diff_dropout=0.0))
+        gens = [torch.Generator().manual_seed(row) for row in range(2)]
+        losses.append(diffusion.training_loss(x0, text, keyframes, padding, generator=gens))
+    plain, weighted = losses
+    assert torch.isclose(plain["loss"], plain["mse"])
+    assert torch.isclose(weighted["mse"], plain["mse"]) and weighted["vel"] > 0 and weighted["acc"] > 0
+    assert torch.isclose(weighted["loss"], weighted["mse"] + 0.5 * weighted["vel"] + 2.0 * weighted["acc"])
+
+
+def test_weight_average_is_updated_by_training_and_used_for_sampling(cfg):
+    cfg_ema = cfg.replace(diff_ema_decay=0.5)
+    diffusion = make_diffusion(cfg_ema)
+    model = diffusion.model
+    x0, padding = torch.randn(2, 10, D), torch.ones(2, 10, dtype=torch.bool)
+    text, keyframes = torch.randn(2, TEXT_DIM), torch.zeros(2, 10)
+    keyframes[:, ::5] = 1.0
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    for _ in range(3):
+        loss = diffusion.training_loss(x0, text, keyframes, padding)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert int(model.ema.steps) == 3
+    with torch.no_grad():  # validation passes leave the average alone
+        model.eval()
+        diffusion.training_loss(x0, text, keyframes, padding)
+        model.train()
+    assert int(model.ema.steps) == 3
+    average = model.ema.weights()["out_proj.weight"]
+    assert not torch.equal(average, model.out_proj.weight) and average.abs().sum() > 0
+    # the sampler runs the averaged weights: the same as a copy whose weights are the average
+    twin = InbetweenDenoiser(cfg, TEXT_DIM)
+    twin.load_state_dict({**model.state_dict(), **model.ema.weights()})
+    twin.ema.steps.zero_()
+    sample = lambda d: d.sample(text, x0, keyframes, None, num_steps=3, guidance_scale=2.0,
+                                generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(sample(diffusion), sample(GaussianDiffusion(cfg, twin)), atol=1e-5)
+    # a checkpoint from before the average loads, with an average never updated (raw weights sample)
+    old = {k: v for k, v in model.state_dict().items() if not k.startswith("ema.")}
+    fresh = InbetweenDenoiser(cfg, TEXT_DIM)
+    fresh.load_state_dict(old)
+    assert int(fresh.ema.steps) == 0 and torch.equal(fresh.ema.weights()["out_proj.weight"], model.out_proj.weight)
+
+
+def test_patch_conv_starts_as_identity_and_ignores_padding(cfg):
+    torch.manual_seed(0)
+    plain = InbetweenDenoiser(cfg, TEXT_DIM).eval()
+    torch.manual_seed(0)
+    conv = InbetweenDenoiser(cfg.replace(diff_patch_conv=5), TEXT_DIM).eval()
+    for model in (plain, conv):
+        torch.nn.init.normal_(model.out_proj.weight, std=0.1, generator=torch.Generator().manual_seed(1))
+    x = torch.randn(2, 13, D)
+    padding = torch.ones(2, 13, dtype=torch.bool)
+    padding[0, 8:] = False
+    args = (torch.tensor([10, 60]), torch.randn(2, TEXT_DIM), torch.zeros_like(x), torch.zeros_like(x), padding)
+    with torch.no_grad():
+        assert torch.allclose(conv(x, *args)[padding], plain(x, *args)[padding], atol=1e-6)
+        torch.nn.init.normal_(conv.patch_conv.weight, std=0.3)
+        garbage = x.clone()
+        garbage[0, 8:] = 50.0
+        assert torch.allclose(conv(x, *args)[0, :8], conv(garbage, *args)[0, :8], atol=1e-5)
+    with pytest.raises(ConfigError, match="diff_patch_conv"):
+        cfg.replace(diff_patch_conv=4)
 
 
 def test_training_keyframe_mask():
