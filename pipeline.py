@@ -27,7 +27,8 @@ from models.diffusion import GaussianDiffusion, InbetweenDenoiser, interpolate_k
 from models.gpt import MotionGPT
 from models.vqvae import KeyframeVQVAE
 from runtime import CheckpointError, checkpoint_path, load_checkpoint, select_device, vqvae_identity
-from utils import FEATURE_DIM, NUM_JOINTS, RIC_SLICE, features_to_joints, keyframe_indices, place_keyframes, pose_features
+from utils import (FEATURE_DIM, NUM_JOINTS, RIC_SLICE, features_to_joints, fit_bone_lengths, keyframe_indices,
+                   place_keyframes, pose_features)
 
 Mode = Literal["composite", "interpolate", "diffusion_only"]
 MODES = get_args(Mode)
@@ -47,6 +48,8 @@ class SamplingOptions:
     seed: row b uses seed + b, so a batch equals its rows sampled one by one.
     temperature / top_k / top_p / gpt_guidance_scale: the keyframe GPT's token sampling.
     guidance_scale / num_inbetween_steps / sampler / eta: the diffusion in-betweener.
+    fit_bones: decode joints (motion and keyframes) with the skeleton's exact bone lengths
+    (each bone keeps the direction the features give it; utils.fit_bone_lengths).
     mode: "composite" (the product), "interpolate" (GPT keyframes linearly interpolated, no
     diffusion) or "diffusion_only" (text only, no keyframes): the evaluation's ablations.
     """
@@ -59,6 +62,7 @@ class SamplingOptions:
     num_inbetween_steps: Optional[int] = None
     sampler: Optional[Literal["ddim", "ddpm"]] = None
     eta: float = 0.0
+    fit_bones: Optional[bool] = None
     mode: Mode = "composite"
 
     def resolve(self, cfg: CompositeConfig) -> "SamplingOptions":
@@ -263,6 +267,9 @@ class Composite:
                          "gpt": CompositeConfig.from_dict(saved["gpt"]["config"]).replace(
                              vq_codebook_size=vq_cfg.vq_codebook_size),
                          "diffusion": CompositeConfig.from_dict(saved["diffusion"]["config"])}
+        trained_length = min(stage_configs["gpt"].max_motion_length, stage_configs["diffusion"].max_motion_length)
+        if cfg.max_generate_length > trained_length:  # positions beyond the training crop are untrained
+            cfg = cfg.replace(max_generate_length=trained_length)
         text_encoder = load_text_encoder(cfg, name=reference["text_encoder"])
         check_encoder_matches(reference["text_encoder"], int(reference["text_dim"]), text_encoder)
         composite = cls.build(cfg, text_encoder, reference["mean"].numpy(), reference["std"].numpy(),
@@ -318,7 +325,10 @@ class Composite:
             features[0, :, :3] = torch.from_numpy(correct_root(features[0].cpu().numpy(), targets)[:, :3]).to(features)
         with timed(timings, "joints", device):
             joints = features_to_joints(features.float())  # (B, T, 22, 3)
-        motions = [self.motion_sample(prompt, joints[row, :n], features[row, :n], values[row, :n], mask[row, :n])
+            if options.fit_bones:
+                joints = fit_bone_lengths(joints)
+        motions = [self.motion_sample(prompt, joints[row, :n], features[row, :n], values[row, :n], mask[row, :n],
+                                      options.fit_bones)
                    for row, (prompt, n) in enumerate(zip(prompts, lengths))]
         if "x0_prediction" in prediction:
             for row, motion in enumerate(motions):
@@ -347,10 +357,14 @@ class Composite:
         return normalised * std + mean
 
     def motion_sample(self, prompt: str, joints: torch.Tensor, features: torch.Tensor,
-                      keyframe_values: torch.Tensor, keyframe_mask: torch.Tensor) -> MotionSample:
-        """One row's result: joints (T, 22, 3), features (T, 263), keyframe values/mask (T, 263)."""
+                      keyframe_values: torch.Tensor, keyframe_mask: torch.Tensor,
+                      fit_bones: bool = False) -> MotionSample:
+        """One row's result: joints (T, 22, 3), features (T, 263), keyframe values/mask (T, 263);
+        fit_bones: the keyframe poses get the skeleton's bone lengths, as the joints did."""
         frames = torch.nonzero(keyframe_mask.any(-1)).squeeze(-1)  # (K,)
         keyframe_joints = place_keyframes(self.denormalise(keyframe_values[frames]), features, frames)  # (K, 22, 3)
+        if fit_bones:
+            keyframe_joints = fit_bone_lengths(keyframe_joints)
         return MotionSample(prompt, joints.cpu().numpy(), features.cpu().numpy(),
                             keyframe_joints.cpu().numpy(), frames.cpu().numpy())
 
