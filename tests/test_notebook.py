@@ -1,5 +1,7 @@
 """examples/quickstart.ipynb as a real client: run top to bottom in a Jupyter kernel on the tiny
-trained model; any cell error fails the test, and the animation must render as HTML."""
+trained model; any cell error fails the test, the animation must render as HTML and the
+timeline as an inline GIF. (~35-45 s on 2 cores, plus the tiny model's training when no other
+test has trained it yet.)"""
 import os
 import time
 from pathlib import Path
@@ -34,6 +36,8 @@ def test_quickstart_notebook_runs_top_to_bottom(tiny_trained, tmp_path, monkeypa
             if out.get("output_type") == "execute_result" and "text/html" in out.get("data", {})]
     assert html and "<script" in html[0] and "data:image/png;base64" in html[0], animation[0].outputs
     outputs = tmp_path / "outputs"
-    for name in ("wave.npy", "wave.npz", "wave.bvh", "wave_smpl.npz"):
+    timeline = [cell for cell in nb.cells if cell.cell_type == "code" and "generate_timeline(" in cell.source]
+    assert len(timeline) == 1 and any("image/gif" in out.get("data", {}) for out in timeline[0].outputs)
+    for name in ("wave.npy", "wave.npz", "wave.bvh", "wave_smpl.npz", "story.npz", "story.gif"):
         assert (outputs / name).exists(), name
     assert seconds < 120, f"the notebook took {seconds:.0f} s"
