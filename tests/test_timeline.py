@@ -38,6 +38,15 @@ def build(out_weight_std: float) -> Composite:
     return composite
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """These models are tiny: one thread is faster than two contending with other processes."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def fresh():
     return build(0.0)
@@ -103,6 +112,19 @@ def test_no_jump_at_seams(random_model):
     elsewhere = np.setdiff1d(np.arange(len(accel)), near)
     assert step.max() < 0.2  # no teleport anywhere (~4 m/s)
     assert accel[near].max() <= 1.5 * accel[elsewhere].max()
+
+
+def test_local_pins_in_a_long_timeline_fix_the_pose(random_model):
+    pose = random_model.sample("a person walks forward", 60, SamplingOptions(seed=1)).motions[0].joints[[20, 40]]
+    frames = np.array([173, 402])  # inside window overlaps of a 30 s timeline
+    result = generate_timeline(random_model, [("a person walks forward", 30.0)], SamplingOptions(seed=2),
+                               pins=KeyframePins(pose, frames))
+    assert len(result.diffusion_windows) == 4 and set(frames) <= set(result.keyframe_idx.tolist())
+    relative = lambda joints: joints[:, 1:] - joints[:, :1]  # noqa: E731
+    placed = result.joints[frames]
+    facing_fixed = [utils.pose_features(torch.from_numpy(j.astype(np.float64))).numpy() for j in (placed, pose)]
+    assert np.abs(facing_fixed[0] - facing_fixed[1]).max() < 1e-3  # same pose in its own facing frame
+    assert np.abs(np.linalg.norm(relative(placed), axis=-1) - np.linalg.norm(relative(pose), axis=-1)).max() < 1e-3
 
 
 def test_window_plan_covers_and_overlaps():
@@ -184,7 +206,7 @@ def test_trajectory_is_followed_within_10cm(random_model):
     assert motion.control_errors["trajectory_error_mean"] < 0.10
     # the body turns along the path: at the end it faces about where the path goes
     end_dir = circle[-1] - circle[-6]
-    facing = utils.facing_direction(torch.from_numpy(motion.joints[-1:].astype(np.float64)), hips_swapped=True)[0]
+    facing = utils.facing_direction(torch.from_numpy(motion.joints[-1:].astype(np.float64)), hips_swapped=True)[0].numpy()
     own = np.degrees(np.arctan2(facing[0], facing[2]) - np.arctan2(end_dir[0], end_dir[1]))
     assert abs((own + 180) % 360 - 180) < 60
     # sparse rows (frame, x, z) over a timeline
