@@ -118,13 +118,14 @@ def save_outputs(stem: str, formats: list[str], motion: MotionSample, fps: int) 
         from motion_io.smpl import write_smpl_npz
         written.append(write_smpl_npz(stem + "_smpl.npz", motion.joints, features=motion.features, fps=fps,
                                       prompt=motion.prompt))
-    captions = [f"[{i + 1}/{len(segments)}] {s.text}" for i, s in enumerate(segments) for _ in range(s.end - s.start)]
     for video in ("gif", "mp4"):
         if video in formats:
-            from visualize import save_animation
+            from visualize import save_animation, segment_captions
+            captions = None if not segments else segment_captions(
+                [s.text for s in segments], [s.start for s in segments], [s.end for s in segments], len(motion.joints))
             written.append(save_animation(motion.joints, stem + "." + video, fps=fps,
                                           title=None if segments else motion.prompt, keyframe_idx=motion.keyframe_idx,
-                                          keyframes=motion.keyframes, captions=captions or None))
+                                          keyframes=motion.keyframes, captions=captions))
     if "filmstrip" in formats:
         from visualize import save_filmstrip
         written.append(save_filmstrip(motion.joints, stem + "_filmstrip.png", title=motion.prompt,

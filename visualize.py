@@ -58,6 +58,7 @@ class MotionData:
     keyframes: Optional[np.ndarray] = None  # (K, 22, 3) metres
     prompt: Optional[str] = None
     fps: Optional[int] = None
+    captions: Optional[list] = None  # (T,) strings: a timeline's current segment per frame
 
 
 # ---------------------------------------------------------------------------------------
@@ -120,7 +121,8 @@ def load_motion(path: str) -> MotionData:
         with loaded as bundle:
             keys = set(bundle.files)
             data = {k: bundle[k] for k in keys & {"motion", "features", "keyframes", "keyframe_idx",
-                                                   "prompt", "fps"}}
+                                                   "prompt", "fps", "segment_texts", "segment_start",
+                                                   "segment_end"}}
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
         raise ValueError(_unreadable(path, exc)) from None
     if "motion" in data:
@@ -141,7 +143,34 @@ def load_motion(path: str) -> MotionData:
         if fps_arr.ndim != 0 or not np.issubdtype(fps_arr.dtype, np.number) or not fps_arr > 0:
             raise ValueError(f"{path}: 'fps' must be one positive number, got {fps_arr!r}")
         fps = int(round(float(fps_arr)))
-    return MotionData(joints, keyframe_idx, keyframes, prompt or None, fps)
+    captions = _segment_captions(data, joints.shape[1], path)
+    return MotionData(joints, keyframe_idx, keyframes, prompt or None, fps, captions)
+
+
+def segment_captions(texts, starts, ends, num_frames: int) -> list[str]:
+    """One caption per frame, '[i/S] text' of the segment the frame is in, from a timeline's
+    segment texts (S,) and [start, end) frames (S,) that tile 0..num_frames. ValueError otherwise."""
+    texts, starts, ends = list(texts), np.asarray(starts).tolist(), np.asarray(ends).tolist()
+    if not (len(texts) == len(starts) == len(ends) > 0) or starts[0] != 0 or ends[-1] != num_frames \
+            or starts[1:] != ends[:-1] or any(e <= s for s, e in zip(starts, ends)):
+        raise ValueError(f"segments must tile the motion's {num_frames} frames in order: starts {starts[:6]}, "
+                         f"ends {ends[:6]}")
+    return [f"[{i + 1}/{len(texts)}] {text}" for i, (text, s, e) in enumerate(zip(texts, starts, ends))
+            for _ in range(e - s)]
+
+
+def _segment_captions(data: dict, num_frames: int, path: str) -> Optional[list]:
+    """Per-frame captions of a timeline bundle (segment_texts, segment_start, segment_end), or
+    None when the bundle has none."""
+    if "segment_texts" not in data:
+        return None
+    if "segment_start" not in data or "segment_end" not in data or data["segment_texts"].ndim != 1:
+        raise ValueError(f"{path}: segment_texts needs segment_start and segment_end (1-D, frames)")
+    try:
+        return segment_captions(data["segment_texts"].tolist(), data["segment_start"], data["segment_end"],
+                                num_frames)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
 
 
 def _check_fps(fps) -> int:
@@ -437,8 +466,8 @@ def visualize_motion_file(path: str, title: Optional[str] = None, fps: Optional[
     """
     data = load_motion(path)
     fps = _check_fps(fps if fps is not None else (data.fps or 20))
-    scene = _SkeletonScene(data.joints, fps, title or data.prompt or os.path.basename(path),
-                           data.keyframe_idx, data.keyframes)
+    default_title = None if data.captions else data.prompt or os.path.basename(path)  # captions name each segment
+    scene = _SkeletonScene(data.joints, fps, title or default_title, data.keyframe_idx, data.keyframes, data.captions)
     return MotionAnimation(scene.fig, scene.update, frames=scene.num_frames, interval=1000 / fps,
                            blit=False, repeat=True)
 
@@ -480,8 +509,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 ext = os.path.splitext(args.out)[1].lower().lstrip(".")
                 if fmt and ext != fmt:
                     raise ValueError(f"--out {args.out} does not end in .{fmt} as --format {fmt} asks")
-            out = save_animation(data.joints, args.out or f"{stem}.{fmt or 'gif'}", fps=fps, title=title,
-                                 keyframe_idx=data.keyframe_idx, keyframes=data.keyframes)
+            out = save_animation(data.joints, args.out or f"{stem}.{fmt or 'gif'}", fps=fps,
+                                 title=args.title if data.captions else title,
+                                 keyframe_idx=data.keyframe_idx, keyframes=data.keyframes, captions=data.captions)
     except ValueError as exc:
         parser.exit(2, f"visualize.py: error: {exc}\n")
     print(out)

@@ -281,6 +281,11 @@ def test_cli_timeline_writes_the_outputs(tiny_trained, tmp_path):
     assert np.abs(bundle["motion"][:, 0][:, [0, 2]] - path).mean() < 0.10
     with Image.open(tmp_path / "tl.gif") as gif:
         assert gif.n_frames == 70
+    from visualize import load_motion, segment_captions
+    captions = load_motion(str(tmp_path / "tl.npz")).captions  # `python visualize.py tl.npz` draws them
+    assert captions[39] == "[1/2] a person walks forward" and captions[40] == "[2/2] a person waves with the right hand"
+    with pytest.raises(ValueError, match="segments must tile"):
+        segment_captions(["a", "b"], [0, 50], [40, 70], 70)
 
 
 @pytest.mark.parametrize("args, message", [
