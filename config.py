@@ -61,6 +61,13 @@ class CompositeConfig:
     gpt_token_corruption: float = 0.1  # fraction of input tokens replaced at random (T2M-GPT)
     gpt_cond_drop: float = 0.1  # probability of dropping the text for classifier-free guidance
     gpt_steps: int = 1500
+    # weights the GPT samples with: int8 (weight-only, per output channel) reads 4x fewer bytes per
+    # decoded token on CPU; float32 reproduces training numerics exactly. Training always uses float32.
+    gpt_weight_dtype: Literal["float32", "bfloat16", "int8"] = "float32"
+    # torch threads while the GPT samples (0: all of torch's). A batch-1 decoding step is a few
+    # small matrix-vector products; splitting them across cores costs more in synchronisation
+    # than it saves when the cores are shared.
+    gpt_decode_threads: int = 0
 
     # ---- stage 2: diffusion in-betweener ----------------------------------------------
     diff_n_layer: int = 4
@@ -76,6 +83,9 @@ class CompositeConfig:
     diff_ema_decay: float = 0.0  # moving average of the denoiser's weights used for sampling (0: off)
     diff_patch_conv: int = 0  # frames of a depthwise conv blending the output across patch borders (0: off)
     diffusion_steps: int = 1200
+    # weights the denoiser samples with: bfloat16 runs its matmuls on the CPU's bf16 units (AMX)
+    # from a cached bf16 copy; float32 reproduces training numerics exactly.
+    diff_weight_dtype: Literal["float32", "bfloat16"] = "float32"
 
     # ---- sampling defaults ------------------------------------------------------------
     temperature: float = 1.0
@@ -147,7 +157,7 @@ class CompositeConfig:
                 raise ConfigError(f"config field '{name}' must be > 0, got {getattr(self, name)}")
         non_negative = ["vqvae_steps", "gpt_steps", "diffusion_steps", "evaluator_steps", "top_k",
                         "diff_vel_loss_weight", "diff_acc_loss_weight", "diff_patch_conv",
-                        "warmup_steps", "num_workers", "vq_depth", "temperature", "lr"]
+                        "warmup_steps", "num_workers", "vq_depth", "temperature", "lr", "gpt_decode_threads"]
         for name in non_negative:
             if getattr(self, name) < 0:
                 raise ConfigError(f"config field '{name}' must be >= 0, got {getattr(self, name)}")
@@ -207,11 +217,20 @@ class CompositeConfig:
 
     @classmethod
     def humanml3d(cls, **overrides) -> "CompositeConfig":
-        """Paper-scale sizes for the real HumanML3D on a GPU (data in dataset/HumanML3D)."""
+        """Sizes for the real HumanML3D (data in dataset/HumanML3D), right-sized for sampling speed.
+
+        37M parameters take part in sampling (MoMask's released models: 35M): a 7 x 512 keyframe
+        GPT (22.9M; MoMask's two transformers are 8 x 384, 25.4M), a 4 x 384 in-betweener with
+        5-frame patches, one keyframe per patch (9.6M), and the keyframe VQ-VAE decoder (4.3M).
+        The GPT decodes its 25 tokens per 120 frames from weight-only int8 copies on one thread
+        and the in-betweener runs its matmuls in bf16 (bench/bench_generate.py --preset humanml3d).
+        """
         base = dict(dataset_root="dataset/HumanML3D", dataset_kind="humanml3d",
                     vq_codebook_size=512, vq_code_dim=512, vq_width=512, vq_depth=3,
-                    vqvae_steps=100_000, gpt_n_layer=9, gpt_n_head=16, gpt_n_embd=1024,
-                    gpt_steps=150_000, diff_n_layer=8, diff_n_head=8, diff_n_embd=512,
+                    vqvae_steps=100_000, gpt_n_layer=7, gpt_n_head=8, gpt_n_embd=512,
+                    gpt_weight_dtype="int8", gpt_decode_threads=1,
+                    gpt_steps=150_000, diff_n_layer=4, diff_n_head=6, diff_n_embd=384, diff_patch_size=5,
+                    diff_weight_dtype="bfloat16",
                     diffusion_steps=300_000, batch_size=128, lr=1e-4, warmup_steps=2000,
                     eval_interval=5000, ckpt_interval=5000, evaluator_steps=20_000,
                     # Guo et al. 2022's protocol: 20 repeats over the whole test split, Diversity

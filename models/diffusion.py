@@ -22,6 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from config import CompositeConfig
+from models.gpt import low_precision_linears
 
 POSITION_TABLE_FRAMES = 1024  # frames covered by the precomputed positional table (longer: computed)
 
@@ -287,6 +288,7 @@ class GaussianDiffusion(nn.Module):
         self.vel_loss_weight = cfg.diff_vel_loss_weight
         self.acc_loss_weight = cfg.diff_acc_loss_weight
         self.ema_decay = cfg.diff_ema_decay
+        self.weight_dtype = cfg.diff_weight_dtype  # weights sample() runs the denoiser with
         betas = make_beta_schedule(cfg.diff_noise_schedule, cfg.diff_timesteps)
         alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
         self.register_buffer("betas", betas.float(), persistent=False)
@@ -409,8 +411,9 @@ class GaussianDiffusion(nn.Module):
         was_training = self.model.training
         self.model.eval()
         try:
-            return self._sample(text_emb, keyframe_values, keyframe_mask, padding_mask, num_steps,
-                                guidance_scale, method, eta, generator, prediction_out, x0_hook)
+            with low_precision_linears(self.model, self.weight_dtype):  # float32: unchanged
+                return self._sample(text_emb, keyframe_values, keyframe_mask, padding_mask, num_steps,
+                                    guidance_scale, method, eta, generator, prediction_out, x0_hook)
         finally:
             self.model.train(was_training)
 

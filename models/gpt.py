@@ -5,10 +5,17 @@ plus an embedding of the number K of keyframe tokens wanted, so sampling knows t
 advance and draws exactly K codebook tokens (END and PAD are never sampled). Sampling supports
 temperature, top-k, top-p, classifier-free guidance with conditional and unconditional rows in
 one batch, a KV cache (one position per new token) and pinned tokens for keyframe infilling.
+
+Decoding one token at a time reads every weight once per token, so at batch 1 sampling is bound
+by memory bandwidth, not FLOPs. `weight_dtype` "int8" (cfg.gpt_weight_dtype) samples from a
+cached weight-only int8 copy of the linear layers (one scale per output channel; 4x fewer bytes
+per token) and "bfloat16" from a bf16 copy; training and `forward` always use the float32 weights.
 """
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
+from functools import partial
 
 import torch
 import torch.nn as nn
@@ -17,6 +24,8 @@ import torch.nn.functional as F
 from config import CompositeConfig
 
 MAX_FRAMES = 512  # longest motion (frames) the length and position tables are sized for
+WEIGHT_DTYPES = ("float32", "bfloat16", "int8")
+INT8_WIDTH_MULTIPLE = 16  # torch._weight_int8pack_mm needs input widths that are a multiple of 16
 
 
 def num_keyframes(length: int, interval: int) -> int:
@@ -24,6 +33,90 @@ def num_keyframes(length: int, interval: int) -> int:
     if length < 1:
         raise ValueError(f"motion length must be >= 1 frame, got {length}")
     return 1 if length == 1 else (length - 2) // interval + 2
+
+
+def pack_linear_weight(weight: torch.Tensor, dtype: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """An inference copy of a linear weight (N, K): (bf16 weight, None) for "bfloat16", or
+    (int8 weight, bf16 per-output-channel scales (N,)) for "int8" (symmetric, max |w| -> 127)."""
+    weight = weight.detach()
+    if dtype == "bfloat16":
+        return weight.to(torch.bfloat16).contiguous(), None
+    scales = (weight.abs().amax(dim=1).float() / 127.0).clamp_min(1e-12)  # (N,)
+    scales = scales.to(torch.bfloat16).float()  # the kernel applies the bf16-rounded scale
+    q = torch.round(weight.float() / scales[:, None]).clamp_(-127, 127).to(torch.int8).contiguous()
+    return q, scales.to(torch.bfloat16)
+
+
+def packed_linear(x: torch.Tensor, packed: tuple[torch.Tensor, torch.Tensor | None],
+                  bias: torch.Tensor | None) -> torch.Tensor:
+    """y = x W^T + b from a `pack_linear_weight` copy: x (..., K) float32 -> (..., N) float32.
+    The matmul takes bf16 inputs; the bias is added in float32."""
+    weight, scales = packed
+    flat = x.reshape(-1, x.shape[-1]).to(torch.bfloat16)
+    if scales is None:
+        y = flat @ weight.t()
+    elif flat.device.type == "cpu" and flat.shape[1] % INT8_WIDTH_MULTIPLE == 0:
+        y = torch._weight_int8pack_mm(flat, weight, scales)
+    else:  # other devices and widths: dequantise
+        y = flat @ (weight.to(torch.bfloat16) * scales[:, None]).t()
+    y = y.to(x.dtype) if bias is None else torch.add(bias, y)  # bf16 + float32 bias -> float32
+    return y.reshape(*x.shape[:-1], weight.shape[0])
+
+
+def _version(tensor: torch.Tensor) -> int | None:
+    """The in-place version counter of a tensor (None for inference tensors, which have none)."""
+    try:
+        return tensor._version
+    except RuntimeError:
+        return None
+
+
+@contextmanager
+def low_precision_linears(model: nn.Module, weight_dtype: str):
+    """While inside, every nn.Linear of `model` computes from a cached inference copy of its
+    weight: "int8" (weight-only int8, one scale per output channel, bf16 inputs; 4x fewer bytes
+    than float32) or "bfloat16"; "float32" changes nothing. Outputs stay float32. The copies live
+    in `model._packed`; each call uses the copy of the weight the module holds at that moment, so
+    a changed weight (load_state_dict and optimiser steps bump its version) or weights swapped in
+    by torch.func.functional_call get their own copy. For inference only: no gradients flow."""
+    if weight_dtype not in WEIGHT_DTYPES:
+        raise ValueError(f"weight_dtype must be one of {WEIGHT_DTYPES}, got {weight_dtype!r}")
+    if weight_dtype == "float32":
+        yield
+        return
+    cache = vars(model).setdefault("_packed", {})  # linear name -> (weight identity, packed copy)
+
+    def forward(x: torch.Tensor, name: str, linear: nn.Linear) -> torch.Tensor:
+        weight = linear.weight
+        key = (weight_dtype, weight.data_ptr(), _version(weight), weight.device)
+        if name not in cache or cache[name][0] != key:
+            with torch.no_grad():
+                cache[name] = (key, pack_linear_weight(weight, weight_dtype))
+        return packed_linear(x, cache[name][1], linear.bias)
+
+    patched = [module for module in model.modules() if isinstance(module, nn.Linear)]
+    try:
+        for name, module in model.named_modules():
+            if isinstance(module, nn.Linear):
+                module.forward = partial(forward, name=name, linear=module)
+        yield
+    finally:
+        for module in patched:
+            vars(module).pop("forward", None)
+
+
+@contextmanager
+def torch_threads(num_threads: int):
+    """While inside, torch uses num_threads intra-op threads (0: leave the setting as it is)."""
+    previous = torch.get_num_threads()
+    if num_threads <= 0 or num_threads == previous:
+        yield
+        return
+    torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 class CausalSelfAttention(nn.Module):
@@ -92,6 +185,8 @@ class MotionGPT(nn.Module):
         self.keyframe_interval = cfg.keyframe_interval  # frames between keyframe tokens
         self.token_corruption = cfg.gpt_token_corruption
         self.cond_drop = cfg.gpt_cond_drop
+        self.weight_dtype = cfg.gpt_weight_dtype  # weights `sample` decodes with (see low_precision)
+        self.decode_threads = cfg.gpt_decode_threads  # torch threads while sampling (0: unchanged)
         self.max_tokens = num_keyframes(max(MAX_FRAMES, cfg.max_motion_length), cfg.keyframe_interval)
         E = cfg.gpt_n_embd
         self.tok_emb = nn.Embedding(self.vocab_size, E)
@@ -194,6 +289,10 @@ class MotionGPT(nn.Module):
         return uniform[:, 0] < self.cond_drop, torch.where(corrupt, random_codes, tokens)
 
     # ------------------------------------------------------------------------------------
+    def low_precision(self, weight_dtype: str):
+        """Context in which the linear layers use `weight_dtype` weights (see low_precision_linears)."""
+        return low_precision_linears(self, weight_dtype)
+
     def _pick(self, logits: torch.Tensor, temperature: float, top_k: int, top_p: float,
               generator) -> torch.Tensor:
         """Draw one codebook token per row from logits (B, V) -> (B,) long (Gumbel-max)."""
@@ -222,7 +321,7 @@ class MotionGPT(nn.Module):
     def sample(self, text_emb: torch.Tensor, num_tokens: torch.Tensor, temperature: float = 1.0,
                top_k: int = 0, top_p: float = 1.0, guidance_scale: float = 1.0,
                generator=None, pinned_tokens: torch.Tensor | None = None,
-               use_kv_cache: bool = True) -> torch.Tensor:
+               use_kv_cache: bool = True, weight_dtype: str | None = None) -> torch.Tensor:
         """Sample exactly num_tokens[b] codebook tokens for every row.
 
         text_emb: (B, Dt) text embeddings.
@@ -238,6 +337,8 @@ class MotionGPT(nn.Module):
             their position, -1 entries are sampled, so free tokens complete pinned ones.
         use_kv_cache: True: one position per new token; False: re-run the whole prefix each
             step (same tokens, slower; kept as the reference).
+        weight_dtype: "float32", "bfloat16" or "int8" weights for the linear layers (see
+            low_precision); None: self.weight_dtype (cfg.gpt_weight_dtype).
         Returns tokens (B, max K) long; row b holds its num_tokens[b] codes, then PAD.
         """
         self._check(text_emb, num_tokens)
@@ -246,8 +347,9 @@ class MotionGPT(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            return self._sample(text_emb, num_tokens, temperature, top_k, top_p, guidance_scale,
-                                generator, pinned_tokens, use_kv_cache)
+            with self.low_precision(weight_dtype or self.weight_dtype), torch_threads(self.decode_threads):
+                return self._sample(text_emb, num_tokens, temperature, top_k, top_p, guidance_scale,
+                                    generator, pinned_tokens, use_kv_cache)
         finally:
             self.train(was_training)
 
