@@ -31,7 +31,8 @@ import shutil
 import sys
 import time
 import zlib
-from typing import Optional
+from dataclasses import dataclass
+from typing import Literal, Optional, Union
 
 import numpy as np
 
@@ -208,40 +209,60 @@ def write_layout(out: str, listing: dict, takes: dict, labels: dict, captions: d
     return num_captions
 
 
-def prepare_dataset(bvh_dir: str, out: str, rig=None, fps: float = 20, min_length: int = 24,
-                    captions_csv: Optional[str] = None, num_captions: int = 4, mirror: str = "train",
-                    fractions: tuple = (0.8, 0.1, 0.1), min_label_takes: int = 3, seed: int = 0,
-                    workers: int = 0, rebuild: bool = False, progress: bool = True) -> dict:
+@dataclass
+class PrepareOptions:
+    """How prepare_dataset builds a data set (the command line's options; see main's --help)."""
+    rig: Union[None, str, dict] = None  # rig profile name, JSON mapping file or dict; None: chosen by joint names
+    fps: float = 20
+    min_length: int = 24  # shortest motion kept, in feature frames at fps
+    captions_csv: Optional[str] = None  # `file,caption` rows that replace the label captions
+    num_captions: int = 4  # captions made per take from its labels
+    mirror: Literal["train", "all", "none"] = "train"  # splits that get each take's mirror image
+    fractions: tuple = (0.8, 0.1, 0.1)  # train, val, test shares of the takes
+    min_label_takes: int = 3  # drop takes whose content or style has fewer takes
+    seed: int = 0
+    workers: int = 0  # processes (0: up to 2)
+    rebuild: bool = False  # re-import every take instead of reusing OUT
+    progress: bool = True
+
+    def check(self) -> None:
+        if self.mirror not in ("train", "all", "none"):
+            raise ValueError(f"mirror must be train, all or none, got {self.mirror!r}")
+        if self.min_length < 2 or self.num_captions < 1:
+            raise ValueError(f"min_length must be >= 2 and num_captions >= 1, got {self.min_length} and "
+                             f"{self.num_captions}")
+
+
+def prepare_dataset(bvh_dir: str, out: str, options: Optional[PrepareOptions] = None) -> dict:
     """Build the data set (see the module docstring); returns the summary also saved in
     OUT/prepare.json (counts per filter and split, captions, seconds of motion, build time)."""
     start = time.time()
-    if mirror not in ("train", "all", "none"):
-        raise ValueError(f"mirror must be train, all or none, got {mirror!r}")
-    if min_length < 2 or num_captions < 1:
-        raise ValueError(f"min_length must be >= 2 and num_captions >= 1, got {min_length} and {num_captions}")
+    opts = options or PrepareOptions()
+    opts.check()
+    rig, fps, min_length, seed, progress = opts.rig, opts.fps, opts.min_length, opts.seed, opts.progress
     takes = find_takes(bvh_dir)
     out = os.path.abspath(out)
     settings = {"format": FORMAT_VERSION, "bvh_dir": os.path.abspath(bvh_dir), "fps": fps,
                 "rig": rig if rig is None or isinstance(rig, str) else repr(rig)}
-    _check_out(out, settings, rebuild)
-    workers = workers if workers > 0 else min(2, os.cpu_count() or 1)
+    _check_out(out, settings, opts.rebuild)
+    workers = opts.workers if opts.workers > 0 else min(2, os.cpu_count() or 1)
     frames, broken = import_takes(takes, out, rig, fps, workers, progress)
     if broken:
         first = next(iter(broken))
         print(f"warning: skipped {len(broken)} broken BVH file(s) of {len(takes)} (first: {takes[first]}: "
               f"{broken[first]})", file=sys.stderr)
     labels = {t: take_labels(p) for t, p in takes.items()}
-    csv_captions = read_captions_csv(captions_csv) if captions_csv else {}
-    captions = take_captions(takes, labels, csv_captions, num_captions, seed)
-    kept, dropped = apply_filters(frames, labels, captions, min_length, min_label_takes)
+    csv_captions = read_captions_csv(opts.captions_csv) if opts.captions_csv else {}
+    captions = take_captions(takes, labels, csv_captions, opts.num_captions, seed)
+    kept, dropped = apply_filters(frames, labels, captions, min_length, opts.min_label_takes)
     if len(kept) < len(SPLITS):
         raise ValueError(f"only {len(kept)} usable takes in {bvh_dir} (dropped: {dropped}); need at least 3")
     split_labels = {t: labels[t] or ("unlabelled", "unlabelled") for t in kept}
-    splits = stratified_split(split_labels, fractions, seed)
+    splits = stratified_split(split_labels, opts.fractions, seed)
     gaps = missing_labels(splits, split_labels, min_takes=len(SPLITS))
     if gaps:
         print(f"warning: some labels are not in every split: {gaps}", file=sys.stderr)
-    listing = motion_listing(splits, mirror)
+    listing = motion_listing(splits, opts.mirror)
     todo = [(m, m if m in takes else m[1:], out) for m in sorted({m for ids in listing.values() for m in ids})
             if not all(os.path.exists(os.path.join(out, f, f"{m}.npy")) for f in ("new_joints", "new_joint_vecs"))]
     run_tasks(_write_motion, todo, workers, "features", progress, unit="motion")
@@ -254,7 +275,7 @@ def prepare_dataset(bvh_dir: str, out: str, rig=None, fps: float = 20, min_lengt
                "captions": num_captions_written, "minutes of motion (takes)": round(seconds / 60, 1),
                "seconds to build": round(time.time() - start, 1)}
     with open(os.path.join(out, "prepare.json"), "w") as fh:
-        json.dump({"settings": settings, "min_length": min_length, "mirror": mirror, "summary": summary,
+        json.dump({"settings": settings, "min_length": min_length, "mirror": opts.mirror, "summary": summary,
                    "broken": {takes[t]: e for t, e in broken.items()}}, fh, indent=1)
     return summary
 
@@ -264,8 +285,8 @@ def main(argv=None) -> int:
         prog="prepare_data.py", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Build a data set in the HumanML3D layout (new_joints/, new_joint_vecs/, texts/, "
                     "train/val/test.txt, Mean/Std.npy, labels.json) from a folder of BVH files.",
-        epilog="Train on it with: python train.py --dataset_kind humanml3d --dataset_root OUT "
-               "--min_motion_length MIN_LENGTH")
+        epilog="Train on it with: python train.py --dataset_root OUT (its prepare.json gives the loader "
+               "MIN_LENGTH)")
     parser.add_argument("--bvh_dir", required=True, help="folder searched recursively for .bvh files")
     parser.add_argument("--out", required=True, help="output folder (e.g. dataset/bandai)")
     parser.add_argument("--rig", default=None, help="rig profile (bandai, cmu, project) or a JSON mapping file; "
@@ -289,9 +310,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         fractions = tuple(float(f) for f in args.split.split(","))
-        summary = prepare_dataset(args.bvh_dir, args.out, args.rig, args.fps, args.min_length, args.captions_csv,
-                                  args.num_captions, args.mirror, fractions, args.min_label_takes, args.seed,
-                                  args.workers, args.rebuild, progress=not args.quiet)
+        options = PrepareOptions(args.rig, args.fps, args.min_length, args.captions_csv, args.num_captions,
+                                 args.mirror, fractions, args.min_label_takes, args.seed, args.workers,
+                                 args.rebuild, progress=not args.quiet)
+        summary = prepare_dataset(args.bvh_dir, args.out, options)
     except ValueError as exc:
         print(f"prepare_data.py: error: {exc}", file=sys.stderr)
         return 2

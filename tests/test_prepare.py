@@ -29,7 +29,8 @@ def prepared(tmp_path_factory):
     extract_bandai([BANDAI_DATA[2] + t + ".bvh" for t in TAKES], bvh_dir)
     (bvh_dir / "sub" / "broken.bvh").write_text("HIERARCHY\nROOT Hips\n{\n")
     out = base / "out"
-    summary = prepare_data.prepare_dataset(str(bvh_dir), str(out), workers=1, progress=False)
+    summary = prepare_data.prepare_dataset(str(bvh_dir), str(out),
+                                           prepare_data.PrepareOptions(workers=1, progress=False))
     return {"bvh_dir": bvh_dir, "out": out, "summary": summary}
 
 
@@ -92,7 +93,8 @@ def test_rerun_reuses_takes_and_rebuilds_the_same_files(prepared):
     names = ["train.txt", "val.txt", "test.txt", "Mean.npy", "labels.json"]
     before = {n: (out / n).read_bytes() for n in names}
     stamp = os.path.getmtime(out / "joints" / f"{TAKES[0]}.npy")
-    summary = prepare_data.prepare_dataset(str(prepared["bvh_dir"]), str(out), workers=1, progress=False)
+    summary = prepare_data.prepare_dataset(str(prepared["bvh_dir"]), str(out),
+                                           prepare_data.PrepareOptions(workers=1, progress=False))
     assert summary["takes kept"] == 6
     assert os.path.getmtime(out / "joints" / f"{TAKES[0]}.npy") == stamp  # reused, not re-imported
     assert {n: (out / n).read_bytes() for n in names} == before
@@ -106,7 +108,8 @@ def test_captions_csv_replaces_label_captions(prepared, tmp_path):
     shutil.copytree(prepared["out"], out)  # its joints/ cache is reused: only texts change
     with open(out / "prepare.json") as fh:
         assert json.load(fh)["settings"]["bvh_dir"] == os.path.abspath(prepared["bvh_dir"])
-    prepare_data.prepare_dataset(str(prepared["bvh_dir"]), str(out), captions_csv=str(csv), workers=1, progress=False)
+    prepare_data.prepare_dataset(str(prepared["bvh_dir"]), str(out),
+                                 prepare_data.PrepareOptions(captions_csv=str(csv), workers=1, progress=False))
     take = _read(out, "train.txt")[0]
     text = (out / "texts" / f"{take}.txt").read_text()
     assert text.startswith("a person lifts the ") and "number" in text and len(text.splitlines()) == 1
