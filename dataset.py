@@ -158,6 +158,45 @@ def _parse_caption_line(line: str) -> Optional[tuple[str, list[str], float, floa
     return caption, tokens, start, end
 
 
+def read_features(path: str, feature_dim: int) -> tuple[Optional[np.ndarray], str]:
+    """(features (T, D) float32, "") of a motion file, or (None, why it is unusable)."""
+    if not os.path.exists(path):
+        return None, "missing"
+    try:
+        features = np.load(path)
+    except (ValueError, OSError, EOFError):
+        return None, "non-finite"
+    if features.ndim != 2 or features.shape[1] != feature_dim:
+        return None, "bad width"
+    if not np.isfinite(features).all():
+        return None, "non-finite"
+    return features.astype(np.float32), ""
+
+
+def read_captions(text_path: str) -> list[tuple[str, list[str], float, float]]:
+    """Every (caption, tokens, start_s, end_s) line of a texts/<id>.txt file."""
+    with open(text_path, encoding="utf-8", errors="replace") as fh:
+        return [parsed for parsed in map(_parse_caption_line, fh) if parsed is not None]
+
+
+def motion_clips(motion_id: str, features: np.ndarray, captions: list, min_length: int, fps: int
+                 ) -> list[MotionClip]:
+    """One motion's clips: one per caption naming a sub-clip (start/end seconds) that is long
+    enough, then the whole motion with its whole-motion captions (last; absent without any)."""
+    clips, whole_captions, whole_tokens = [], [], []
+    for caption, tokens, start, end in captions:
+        if start == 0.0 and end == 0.0:
+            whole_captions.append(caption)
+            whole_tokens.append(tokens)
+            continue
+        sub = features[int(start * fps):int(end * fps)]
+        if min_length <= len(sub) < 200:
+            clips.append(MotionClip(f"{motion_id}@{start:g}-{end:g}", sub, [caption], [tokens]))
+    if whole_captions:
+        clips.append(MotionClip(motion_id, features, whole_captions, whole_tokens))
+    return clips
+
+
 def load_clips(root: str, split: Split, cfg: CompositeConfig) -> list[MotionClip]:
     """Read one split: whole motions with their whole-motion captions, plus one clip per
     caption that names a sub-clip (start/end seconds), as HumanML3D does. Motions that are
@@ -173,44 +212,22 @@ def load_clips(root: str, split: Split, cfg: CompositeConfig) -> list[MotionClip
     clips: list[MotionClip] = []
     skipped = {"missing": 0, "bad width": 0, "non-finite": 0, "too short": 0, "no caption": 0}
     for motion_id in ids:
-        feat_path = os.path.join(root, "new_joint_vecs", f"{motion_id}.npy")
         text_path = os.path.join(root, "texts", f"{motion_id}.txt")
-        if not (os.path.exists(feat_path) and os.path.exists(text_path)):
-            skipped["missing"] += 1
+        features, problem = read_features(os.path.join(root, "new_joint_vecs", f"{motion_id}.npy"), cfg.feature_dim)
+        if features is not None and not os.path.exists(text_path):
+            features, problem = None, "missing"
+        if features is None:
+            skipped[problem] += 1
             continue
-        try:
-            features = np.load(feat_path)
-        except (ValueError, OSError, EOFError):
-            skipped["non-finite"] += 1
-            continue
-        if features.ndim != 2 or features.shape[1] != cfg.feature_dim:
-            skipped["bad width"] += 1
-            continue
-        if not np.isfinite(features).all():
-            skipped["non-finite"] += 1
-            continue
-        features = features.astype(np.float32)
-        whole_captions, whole_tokens = [], []
-        with open(text_path, encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                parsed = _parse_caption_line(line)
-                if parsed is None:
-                    continue
-                caption, tokens, start, end = parsed
-                if start == 0.0 and end == 0.0:
-                    whole_captions.append(caption)
-                    whole_tokens.append(tokens)
-                    continue
-                sub = features[int(start * cfg.fps):int(end * cfg.fps)]
-                if min_length <= len(sub) < 200:
-                    clips.append(MotionClip(f"{motion_id}@{start:g}-{end:g}", sub, [caption], [tokens]))
-        if not whole_captions:
+        found = motion_clips(motion_id, features, read_captions(text_path), min_length, cfg.fps)
+        whole = found[-1] if found and found[-1].motion_id == motion_id else None
+        clips += [clip for clip in found if clip is not whole]
+        if whole is None:
             skipped["no caption"] += 1
-            continue
-        if len(features) < min_length:
+        elif len(features) < min_length:
             skipped["too short"] += 1
-            continue
-        clips.append(MotionClip(motion_id, features, whole_captions, whole_tokens))
+        else:
+            clips.append(whole)
     n_skipped = sum(skipped.values())
     if n_skipped:
         reasons = ", ".join(f"{n} {why}" for why, n in skipped.items() if n)
