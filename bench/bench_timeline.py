@@ -10,7 +10,8 @@ still do). Prints the numbers and writes results/bench_timeline.json (cfg.result
 
 - Segment checks, on the joints: a walking-forward segment moves the root forward (metres
   along the facing at its start), a waving segment raises that hand's wrist above its shoulder
-  (fraction of frames), a sitting-down segment lowers the pelvis, a jump lifts it.
+  (fraction of frames), a sitting-down segment lowers the pelvis (lowest vs first frame), a
+  jump lifts it.
 - Seams: the worst joint's acceleration (m/s^2) within 3 frames of every segment boundary and
   over every diffusion-window overlap, against the ground-truth range: the same measure over
   the data set's motions (percentiles), and the generated motion away from seams.
@@ -102,7 +103,7 @@ def segment_check(text: str, joints: np.ndarray, fps: int) -> dict:
                    fraction_raised=float(raised.mean()), other_hand_fraction=float(other.mean()),
                    passed=bool(raised.mean() >= 0.2))
     elif "sit" in words:
-        drop = float(joints[0, PELVIS, 1] - joints[-1, PELVIS, 1])
+        drop = float(joints[0, PELVIS, 1] - joints[:, PELVIS, 1].min())
         out.update(check="pelvis lowers", pelvis_drop_m=drop, passed=drop > 0.25)
     elif "jump" in words:
         rise = float(joints[:, PELVIS, 1].max() - joints[0, PELVIS, 1])
