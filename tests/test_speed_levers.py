@@ -9,7 +9,7 @@ import torch
 
 from config import CompositeConfig, ConfigError
 from models.diffusion import GaussianDiffusion, InbetweenDenoiser
-from models.gpt import MotionGPT, low_precision_linears, pack_linear_weight
+from models.gpt import MotionGPT, pack_linear_weight
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench"))
 from costs import StageCosts  # noqa: E402
