@@ -22,17 +22,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from config import CompositeConfig
+from utils import num_keyframes
 
 MAX_FRAMES = 512  # longest motion (frames) the length and position tables are sized for
 WEIGHT_DTYPES = ("float32", "bfloat16", "int8")
 INT8_WIDTH_MULTIPLE = 16  # torch._weight_int8pack_mm needs input widths that are a multiple of 16
-
-
-def num_keyframes(length: int, interval: int) -> int:
-    """Number of keyframes of a `length`-frame motion: 0, interval, 2*interval, ..., length-1."""
-    if length < 1:
-        raise ValueError(f"motion length must be >= 1 frame, got {length}")
-    return 1 if length == 1 else (length - 2) // interval + 2
 
 
 def pack_linear_weight(weight: torch.Tensor, dtype: str) -> tuple[torch.Tensor, torch.Tensor | None]:
