@@ -262,11 +262,7 @@ class Composite:
         from text_encoder import check_encoder_matches, load_text_encoder
         saved = load_stage_checkpoints(cfg)
         reference = saved["vqvae"]
-        vq_cfg = CompositeConfig.from_dict(reference["config"])
-        stage_configs = {"vqvae": vq_cfg,
-                         "gpt": CompositeConfig.from_dict(saved["gpt"]["config"]).replace(
-                             vq_codebook_size=vq_cfg.vq_codebook_size),
-                         "diffusion": CompositeConfig.from_dict(saved["diffusion"]["config"])}
+        stage_configs = stage_configs_of(saved, cfg)
         trained_length = min(stage_configs["gpt"].max_motion_length, stage_configs["diffusion"].max_motion_length)
         if cfg.max_generate_length > trained_length:  # positions beyond the training crop are untrained
             cfg = cfg.replace(max_generate_length=trained_length)
@@ -440,6 +436,17 @@ class Composite:
                                          generator=row_generators(options.seed, len(lengths), device, "diffusion"),
                                          prediction_out=prediction,
                                          **({} if x0_hook is None else {"x0_hook": x0_hook}))
+
+
+def stage_configs_of(saved: dict[str, dict], cfg: CompositeConfig) -> dict[str, CompositeConfig]:
+    """Each stage's config as saved in its checkpoint (the architecture it was trained with),
+    with the run-time sampling choices (weight precision, decode threads) taken from cfg."""
+    vq_cfg = CompositeConfig.from_dict(saved["vqvae"]["config"])
+    gpt_cfg = CompositeConfig.from_dict(saved["gpt"]["config"]).replace(
+        vq_codebook_size=vq_cfg.vq_codebook_size, gpt_weight_dtype=cfg.gpt_weight_dtype,
+        gpt_decode_threads=cfg.gpt_decode_threads)
+    diff_cfg = CompositeConfig.from_dict(saved["diffusion"]["config"]).replace(diff_weight_dtype=cfg.diff_weight_dtype)
+    return {"vqvae": vq_cfg, "gpt": gpt_cfg, "diffusion": diff_cfg}
 
 
 def load_stage_checkpoints(cfg: CompositeConfig) -> dict[str, dict]:

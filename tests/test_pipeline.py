@@ -64,3 +64,16 @@ def test_composite_sample_result_and_keyframe_model_error(random_models):
     assert interp.motions[0].keyframe_model_error is None
     with pytest.raises(ValueError, match="mode must be one of"):
         composite.sample("a person walks", 60, SamplingOptions(mode="bogus"))
+
+
+def test_loaded_checkpoints_take_the_run_time_precision_and_length_limit(tiny_trained):
+    cfg = CompositeConfig(checkpoint_dir=tiny_trained["checkpoint_dir"], text_encoder="minilm",
+                          gpt_weight_dtype="int8", diff_weight_dtype="bfloat16", max_generate_length=196)
+    composite = Composite.from_checkpoints(cfg)
+    assert composite.gpt.weight_dtype == "int8" and composite.diffusion.weight_dtype == "bfloat16"
+    motion = composite.sample("a person walks forward", 60, SamplingOptions(seed=1)).motions[0]
+    assert motion.joints.shape == (60, 22, 3) and np.isfinite(motion.joints).all()
+    small = Composite.from_checkpoints(cfg.replace(max_generate_length=400))
+    assert small.cfg.max_generate_length == 196  # capped at the length the models were trained on
+    with pytest.raises(ValueError, match="above the maximum of 196 frames"):
+        small.sample("a person walks forward", 197)
