@@ -24,7 +24,7 @@ import torch
 from config import CompositeConfig
 from control import RootControl, control_errors, correct_root, root_hook, steer_keyframes
 from models.diffusion import GaussianDiffusion, InbetweenDenoiser, interpolate_keyframes
-from models.gpt import MotionGPT
+from models.gpt import MotionGPT, TokenSampling
 from models.vqvae import KeyframeVQVAE
 from runtime import CheckpointError, checkpoint_path, load_checkpoint, select_device, vqvae_identity
 from utils import (FEATURE_DIM, NUM_JOINTS, RIC_SLICE, features_to_joints, fit_bone_lengths, keyframe_indices,
@@ -64,6 +64,10 @@ class SamplingOptions:
     eta: float = 0.0
     fit_bones: Optional[bool] = None
     mode: Mode = "composite"
+
+    def token_sampling(self) -> TokenSampling:
+        """The GPT's share of these (resolved) options."""
+        return TokenSampling(self.temperature, self.top_k, self.top_p, self.gpt_guidance_scale)
 
     def resolve(self, cfg: CompositeConfig) -> "SamplingOptions":
         """These options with every None replaced by cfg's field of the same name."""
@@ -392,8 +396,7 @@ class Composite:
         max_k = int(num_tokens.max())
         pinned_tokens = None if pinned is None else self.pinned_tokens(pinned, grid_idx[0], max_k)
         with timed(timings, "gpt", device):
-            tokens = self.gpt.sample(text_emb, num_tokens, temperature=options.temperature, top_k=options.top_k,
-                                     top_p=options.top_p, guidance_scale=options.gpt_guidance_scale,
+            tokens = self.gpt.sample(text_emb, num_tokens, options.token_sampling(),
                                      generator=row_generators(options.seed, len(grid_idx), device, "gpt"),
                                      pinned_tokens=pinned_tokens)  # (B, K)
         with timed(timings, "vq_decode", device):

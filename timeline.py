@@ -222,8 +222,7 @@ def timeline_tokens(composite: Composite, text_emb: torch.Tensor, segments: list
             fixed[0, :nxt - a] = tokens[a:nxt]
             with timed(timings, "gpt", device):
                 drawn = composite.gpt.sample(
-                    text_emb[index:index + 1], torch.tensor([n], device=device), temperature=options.temperature,
-                    top_k=options.top_k, top_p=options.top_p, guidance_scale=options.gpt_guidance_scale,
+                    text_emb[index:index + 1], torch.tensor([n], device=device), options.token_sampling(),
                     generator=[_generator(options.seed, "gpt", len(windows), device)], pinned_tokens=fixed)
             tokens[nxt:b + 1] = drawn[0, nxt - a:]
             windows.append((int(grid[a]), int(grid[b]) + 1))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import partial
 
 import torch
@@ -27,6 +28,22 @@ from utils import num_keyframes
 MAX_FRAMES = 512  # longest motion (frames) the length and position tables are sized for
 WEIGHT_DTYPES = ("float32", "bfloat16", "int8")
 INT8_WIDTH_MULTIPLE = 16  # torch._weight_int8pack_mm needs input widths that are a multiple of 16
+
+
+@dataclass(frozen=True)
+class TokenSampling:
+    """How `MotionGPT.sample` picks each token.
+
+    temperature: softmax temperature; 0 picks the most likely token.
+    top_k: keep only the k most likely tokens (0: all).
+    top_p: keep the smallest set of tokens whose probability reaches top_p (1.0: all).
+    guidance_scale: classifier-free guidance s, logits = u + s * (c - u); 1.0 runs no
+        unconditional rows.
+    """
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    guidance_scale: float = 1.0
 
 
 def pack_linear_weight(weight: torch.Tensor, dtype: str) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -312,19 +329,14 @@ class MotionGPT(nn.Module):
         return (logits + gumbel).argmax(dim=-1)
 
     @torch.inference_mode()
-    def sample(self, text_emb: torch.Tensor, num_tokens: torch.Tensor, temperature: float = 1.0,
-               top_k: int = 0, top_p: float = 1.0, guidance_scale: float = 1.0,
+    def sample(self, text_emb: torch.Tensor, num_tokens: torch.Tensor, policy: TokenSampling = TokenSampling(),
                generator=None, pinned_tokens: torch.Tensor | None = None,
                use_kv_cache: bool = True, weight_dtype: str | None = None) -> torch.Tensor:
         """Sample exactly num_tokens[b] codebook tokens for every row.
 
         text_emb: (B, Dt) text embeddings.
         num_tokens: (B,) long, the number K of keyframe tokens wanted per row (1..max_tokens).
-        temperature: softmax temperature; 0 picks the most likely token.
-        top_k: keep only the k most likely tokens (0: all).
-        top_p: keep the smallest set of tokens whose probability reaches top_p (1.0: all).
-        guidance_scale: classifier-free guidance s, logits = u + s * (c - u); 1.0 runs no
-            unconditional rows.
+        policy: TokenSampling (temperature, top_k, top_p, guidance_scale).
         generator: torch.Generator for reproducible draws (on the device of its tensors), or a
             list of B generators, one per row, so that a batch reproduces its rows sampled alone.
         pinned_tokens: (B, max K) long or None; entries >= 0 are forced into the sequence at
@@ -336,19 +348,20 @@ class MotionGPT(nn.Module):
         Returns tokens (B, max K) long; row b holds its num_tokens[b] codes, then PAD.
         """
         self._check(text_emb, num_tokens)
-        if temperature < 0 or top_k < 0 or not 0.0 < top_p <= 1.0:
+        if policy.temperature < 0 or policy.top_k < 0 or not 0.0 < policy.top_p <= 1.0:
             raise ValueError("sampling needs temperature >= 0, top_k >= 0 and top_p in (0, 1]")
         was_training = self.training
         self.eval()
         try:
             with self.low_precision(weight_dtype or self.weight_dtype), torch_threads(self.decode_threads):
-                return self._sample(text_emb, num_tokens, temperature, top_k, top_p, guidance_scale,
-                                    generator, pinned_tokens, use_kv_cache)
+                return self._sample(text_emb, num_tokens, policy, generator, pinned_tokens, use_kv_cache)
         finally:
             self.train(was_training)
 
-    def _sample(self, text_emb, num_tokens, temperature, top_k, top_p, guidance_scale,
-                generator, pinned_tokens, use_kv_cache) -> torch.Tensor:
+    def _sample(self, text_emb, num_tokens, policy: TokenSampling, generator, pinned_tokens,
+                use_kv_cache) -> torch.Tensor:
+        temperature, top_k, top_p, guidance_scale = (policy.temperature, policy.top_k, policy.top_p,
+                                                     policy.guidance_scale)
         B = text_emb.shape[0]
         device = text_emb.device
         max_k = int(num_tokens.max())

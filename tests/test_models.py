@@ -6,7 +6,7 @@ from config import CompositeConfig
 from config import ConfigError
 from models.diffusion import (GaussianDiffusion, InbetweenDenoiser, difference_mse, interpolate_keyframes,
                               sample_training_keyframe_mask)
-from models.gpt import MotionGPT, num_keyframes
+from models.gpt import MotionGPT, TokenSampling, num_keyframes
 from models.vqvae import KeyframeVQVAE
 
 D = 263
@@ -145,7 +145,7 @@ def test_gpt_kv_cache_matches_uncached(cfg, guidance_scale):
     gpt = make_gpt(cfg)
     text = torch.randn(3, TEXT_DIM)
     num_tokens = torch.tensor([9, 4, 7])
-    kwargs = dict(temperature=1.0, top_k=20, top_p=0.95, guidance_scale=guidance_scale)
+    kwargs = dict(policy=TokenSampling(temperature=1.0, top_k=20, top_p=0.95, guidance_scale=guidance_scale))
     cached = gpt.sample(text, num_tokens, generator=torch.Generator().manual_seed(3), **kwargs)
     uncached = gpt.sample(text, num_tokens, generator=torch.Generator().manual_seed(3),
                           use_kv_cache=False, **kwargs)
@@ -161,13 +161,13 @@ def test_gpt_exact_length_and_no_special_tokens(cfg):
     bias[N:] = 100.0  # make END and PAD by far the most likely tokens
     gpt.head.bias = torch.nn.Parameter(bias)
     num_tokens = torch.tensor([1, 12, 5, 8])
-    tokens = gpt.sample(torch.randn(4, TEXT_DIM), num_tokens, guidance_scale=2.0,
+    tokens = gpt.sample(torch.randn(4, TEXT_DIM), num_tokens, TokenSampling(guidance_scale=2.0),
                         generator=torch.Generator().manual_seed(0))
     assert tokens.shape == (4, 12)
     for row, n in zip(tokens, num_tokens.tolist()):
         assert torch.all((row[:n] >= 0) & (row[:n] < N))
         assert torch.all(row[n:] == gpt.pad_id)
-    greedy = gpt.sample(torch.randn(4, TEXT_DIM), num_tokens, temperature=0.0)
+    greedy = gpt.sample(torch.randn(4, TEXT_DIM), num_tokens, policy=TokenSampling(temperature=0.0))
     assert int(greedy[0, 0]) < N
 
 
@@ -178,7 +178,7 @@ def test_gpt_pinned_tokens(cfg):
     pinned = torch.full((2, 10), -1)
     pinned[:, :3] = torch.tensor([[1, 2, 3], [4, 5, 6]])  # a common pinned prefix (one pass)
     pinned[0, 6], pinned[1, 4], pinned[0, 9] = 11, 12, 13
-    kwargs = dict(guidance_scale=1.5, pinned_tokens=pinned)
+    kwargs = dict(policy=TokenSampling(guidance_scale=1.5), pinned_tokens=pinned)
     out = gpt.sample(text, num_tokens, generator=torch.Generator().manual_seed(1), **kwargs)
     keep = (pinned >= 0) & (torch.arange(10)[None] < num_tokens[:, None])
     assert torch.equal(out[keep], pinned[keep])
@@ -194,9 +194,9 @@ def test_gpt_batch_with_row_generators_equals_rows_alone(cfg):
     text = torch.randn(3, TEXT_DIM)
     num_tokens = torch.tensor([9, 4, 7])
     generators = [torch.Generator().manual_seed(10 + row) for row in range(3)]
-    batch = gpt.sample(text, num_tokens, guidance_scale=2.0, generator=generators)
+    batch = gpt.sample(text, num_tokens, policy=TokenSampling(guidance_scale=2.0), generator=generators)
     for row in range(3):
-        alone = gpt.sample(text[row:row + 1], num_tokens[row:row + 1], guidance_scale=2.0,
+        alone = gpt.sample(text[row:row + 1], num_tokens[row:row + 1], TokenSampling(guidance_scale=2.0),
                            generator=torch.Generator().manual_seed(10 + row))
         assert torch.equal(batch[row, :int(num_tokens[row])], alone[0])
 
@@ -490,7 +490,8 @@ def test_each_stage_trains_and_the_chain_samples_under_bf16_autocast(cfg):
     gpt.eval()
     num_tokens = keyframe_mask.sum(1)
     with bf16:
-        codes = gpt.sample(text, num_tokens, guidance_scale=2.0, generator=torch.Generator().manual_seed(0))
+        codes = gpt.sample(text, num_tokens, TokenSampling(guidance_scale=2.0),
+                           generator=torch.Generator().manual_seed(0))
         decoded = vq.decode(codes.clamp(max=cfg.vq_codebook_size - 1), keyframe_mask)
         values = torch.zeros(2, 24, D).scatter(1, keyframe_idx[..., None].expand(-1, -1, D), decoded.float())
         pinned = torch.zeros(2, 24).scatter(1, keyframe_idx, 1.0)

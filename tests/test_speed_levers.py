@@ -9,7 +9,7 @@ import torch
 
 from config import CompositeConfig, ConfigError
 from models.diffusion import GaussianDiffusion, InbetweenDenoiser
-from models.gpt import MotionGPT, pack_linear_weight
+from models.gpt import MotionGPT, TokenSampling, pack_linear_weight
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench"))
 from costs import StageCosts  # noqa: E402
@@ -75,7 +75,7 @@ def test_gpt_low_precision_greedy_tokens_are_float32_best_within_the_logit_error
     gpt = make_gpt(cfg)
     text = torch.randn(4, TEXT_DIM)
     num_tokens = torch.tensor([12, 7, 12, 3])
-    tokens = gpt.sample(text, num_tokens, temperature=0.0, weight_dtype=dtype)  # (4, 12)
+    tokens = gpt.sample(text, num_tokens, TokenSampling(temperature=0.0), weight_dtype=dtype)  # (4, 12)
     inputs = torch.where(tokens == gpt.pad_id, torch.zeros_like(tokens), tokens)
     with torch.inference_mode():
         exact, _ = gpt(text, inputs, num_tokens)  # float32 logits along the low-precision choices
@@ -93,7 +93,8 @@ def test_gpt_low_precision_greedy_tokens_are_float32_best_within_the_logit_error
 def test_gpt_float32_sampling_is_unchanged_and_threads_are_restored(cfg):
     gpt = make_gpt(cfg)
     text, num_tokens = torch.randn(2, TEXT_DIM), torch.tensor([10, 6])
-    kwargs = dict(guidance_scale=2.0, generator=[torch.Generator().manual_seed(r) for r in range(2)])
+    kwargs = dict(policy=TokenSampling(guidance_scale=2.0),
+                  generator=[torch.Generator().manual_seed(r) for r in range(2)])
     reference = gpt.sample(text, num_tokens, **kwargs)
     threads = torch.get_num_threads()
     gpt.decode_threads = 1
