@@ -23,7 +23,7 @@ import torch
 
 from config import CompositeConfig
 from control import RootControl, control_errors, correct_root, root_hook, steer_keyframes
-from models.diffusion import GaussianDiffusion, InbetweenDenoiser, interpolate_keyframes
+from models.diffusion import GaussianDiffusion, InbetweenDenoiser, InbetweenSampling, interpolate_keyframes
 from models.gpt import MotionGPT, TokenSampling
 from models.vqvae import KeyframeVQVAE
 from runtime import CheckpointError, checkpoint_path, load_checkpoint, select_device, vqvae_identity
@@ -64,6 +64,10 @@ class SamplingOptions:
     eta: float = 0.0
     fit_bones: Optional[bool] = None
     mode: Mode = "composite"
+
+    def inbetween_sampling(self) -> InbetweenSampling:
+        """The diffusion's share of these (resolved) options."""
+        return InbetweenSampling(self.num_inbetween_steps, self.guidance_scale, self.sampler, self.eta)
 
     def token_sampling(self) -> TokenSampling:
         """The GPT's share of these (resolved) options."""
@@ -433,9 +437,8 @@ class Composite:
         if options.mode == "interpolate":
             return interpolate_keyframes(values, mask) * padding_mask[..., None]
         with timed(timings, "diffusion", device):
-            return self.diffusion.sample(text_emb, values, mask, padding_mask, num_steps=options.num_inbetween_steps,
-                                         guidance_scale=options.guidance_scale, method=options.sampler,
-                                         eta=options.eta,
+            return self.diffusion.sample(text_emb, values, mask, padding_mask,
+                                         sampling=options.inbetween_sampling(),
                                          generator=row_generators(options.seed, len(lengths), device, "diffusion"),
                                          prediction_out=prediction,
                                          **({} if x0_hook is None else {"x0_hook": x0_hook}))

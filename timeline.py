@@ -272,8 +272,7 @@ def inbetween_windows(composite: Composite, text_emb: torch.Tensor, segments: li
         with timed(timings, "diffusion", device):
             dense = composite.diffusion.sample(
                 text_emb[text:text + 1], window_values[None], window_mask[None], None,
-                num_steps=options.num_inbetween_steps, guidance_scale=options.guidance_scale,
-                method=options.sampler, eta=options.eta,
+                sampling=options.inbetween_sampling(),
                 generator=[_generator(options.seed, "diffusion", index, device)], **extra)[0]
         if faded:
             weight = (torch.arange(1, faded + 1, device=device, dtype=out.dtype) / (faded + 1))[:, None]

@@ -15,6 +15,7 @@ through the keyframes. Sampling uses the denoiser's exponential moving average o
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable, Literal, Sequence, Union
 
 import torch
@@ -373,8 +374,7 @@ class GaussianDiffusion(nn.Module):
 
     @torch.inference_mode()
     def sample(self, text_emb: torch.Tensor, keyframe_values: torch.Tensor, keyframe_mask: torch.Tensor,
-               padding_mask: torch.Tensor | None = None, *, num_steps: int, guidance_scale: float,
-               method: Literal["ddim", "ddpm"] = "ddim", eta: float = 0.0,
+               padding_mask: torch.Tensor | None = None, *, sampling: "InbetweenSampling",
                generator: Generators = None, prediction_out: dict | None = None,
                x0_hook: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
         """Sample motions that pass through the given keyframes.
@@ -385,12 +385,8 @@ class GaussianDiffusion(nn.Module):
         keyframe_mask: (B, T, D) or (B, T) 0/1; 1 marks a pinned entry. A per-feature mask pins
             part of a frame (e.g. only the position dims).
         padding_mask: (B, T) bool, True at real frames; None: all frames real.
-        num_steps: denoising steps over a strided subsequence of the training timesteps.
-        guidance_scale: classifier-free guidance s on text, x0 = u + s * (c - u); 1.0 runs no
-            unconditional rows. (Defaults for both live in pipeline.SamplingOptions.)
-        method: "ddim" (deterministic for eta=0) or "ddpm" (ancestral posterior sampling on the
-            same strided timesteps).
-        eta: DDIM noise level (0: deterministic, 1: DDPM-like); ignored by "ddpm".
+        sampling: InbetweenSampling (steps, guidance scale, method, eta); its defaults live in
+            pipeline.SamplingOptions.
         generator: torch.Generator for reproducible noise, or one per row (each row's noise is
             then drawn from its own generator over its real frames only, so a batch reproduces
             its rows sampled one by one).
@@ -404,54 +400,36 @@ class GaussianDiffusion(nn.Module):
             channels so that the integrated root meets world-space goals). None changes nothing.
         Returns x0 (B, T, D); padding frames are zero.
         """
-        if method not in ("ddim", "ddpm"):
-            raise ValueError(f"method must be 'ddim' or 'ddpm', got {method!r}")
+        if sampling.method not in ("ddim", "ddpm"):
+            raise ValueError(f"method must be 'ddim' or 'ddpm', got {sampling.method!r}")
         if keyframe_values.dim() != 3:
             raise ValueError(f"keyframe_values must be (B, T, D), got {tuple(keyframe_values.shape)}")
+        B, T, _ = keyframe_values.shape
+        if padding_mask is None:
+            padding_mask = torch.ones(B, T, dtype=torch.bool, device=keyframe_values.device)
+        if padding_mask.shape != (B, T):
+            raise ValueError(f"padding_mask must be (B, T) = ({B}, {T}), got {tuple(padding_mask.shape)}")
         was_training = self.model.training
         self.model.eval()
         try:
             with low_precision_linears(self.model, self.weight_dtype):  # float32: unchanged
-                return self._sample(text_emb, keyframe_values, keyframe_mask, padding_mask, num_steps,
-                                    guidance_scale, method, eta, generator, prediction_out, x0_hook)
+                return self._sample(text_emb, keyframe_values, keyframe_mask, padding_mask, sampling,
+                                    generator, prediction_out, x0_hook)
         finally:
             self.model.train(was_training)
 
-    def _sample(self, text_emb, keyframe_values, keyframe_mask, padding_mask, num_steps,
-                guidance_scale, method, eta, generator, prediction_out, x0_hook=None) -> torch.Tensor:
+    def _sample(self, text_emb, keyframe_values, keyframe_mask, padding_mask, sampling, generator,
+                prediction_out, x0_hook) -> torch.Tensor:
         B, T, D = keyframe_values.shape
-        device = keyframe_values.device
-        if padding_mask is None:
-            padding_mask = torch.ones(B, T, dtype=torch.bool, device=device)
-        if padding_mask.shape != (B, T):
-            raise ValueError(f"padding_mask must be (B, T) = ({B}, {T}), got {tuple(padding_mask.shape)}")
         mask = self._full_mask(keyframe_mask, keyframe_values) * padding_mask[..., None]  # (B, T, D)
         pinned = mask.bool()
         values = keyframe_values * mask  # (B, T, D)
-
-        interp = interpolate_keyframes(values, mask)  # (B, T, D), fixed over the steps
-        use_cfg = guidance_scale != 1.0
-        if use_cfg:  # conditional rows, then unconditional rows, in one batch
-            rows_text = torch.cat([text_emb, text_emb])
-            rows_values, rows_mask = torch.cat([values, values]), torch.cat([mask, mask])
-            rows_padding, rows_interp = torch.cat([padding_mask, padding_mask]), torch.cat([interp, interp])
-            drop_text = torch.arange(2 * B, device=device) >= B
-        else:
-            rows_text, rows_values, rows_mask, rows_padding, rows_interp = text_emb, values, mask, padding_mask, interp
-            drop_text = None
-
-        ab = self._alphas_cumprod_list
-        timesteps = self.sample_timesteps(num_steps)
+        predict = self._guided_predictor(text_emb, values, mask, padding_mask, sampling.guidance_scale)
+        timesteps = self.sample_timesteps(sampling.num_steps)
         lengths = padding_mask.sum(1).tolist()
-        x = _noise((B, T, D), generator, device, keyframe_values.dtype, lengths)  # x_T
+        x = _noise((B, T, D), generator, values.device, values.dtype, lengths)  # x_T
         for i, t in enumerate(timesteps):
-            rows_x = torch.cat([x, x]) if use_cfg else x
-            t_rows = torch.full((rows_x.shape[0],), t, dtype=torch.long, device=device)
-            pred = self.denoise(rows_x, t_rows, rows_text, rows_values, rows_mask, rows_padding, drop_text,
-                                keyframe_interp=rows_interp)
-            if use_cfg:
-                pred_cond, pred_uncond = pred[:B], pred[B:]
-                pred = pred_uncond + guidance_scale * (pred_cond - pred_uncond)
+            pred = predict(x, t)
             if prediction_out is not None:
                 prediction_out["x0_prediction"] = pred * padding_mask[..., None].to(pred.dtype)
             x0 = torch.where(pinned, values, pred)  # keyframe imputation
@@ -460,24 +438,64 @@ class GaussianDiffusion(nn.Module):
             if i + 1 == len(timesteps):
                 x = x0
                 break
-            t_prev = timesteps[i + 1]
-            ab_t, ab_prev = ab[t], ab[t_prev]
-            eps = (x - math.sqrt(ab_t) * x0) / math.sqrt(1.0 - ab_t)
-            if method == "ddim":
-                sigma = eta * math.sqrt((1.0 - ab_prev) / (1.0 - ab_t) * (1.0 - ab_t / ab_prev))
-                x = math.sqrt(ab_prev) * x0 + math.sqrt(max(1.0 - ab_prev - sigma ** 2, 0.0)) * eps
-                if sigma > 0:
-                    x = x + sigma * _noise(x.shape, generator, device, x.dtype, lengths)
-            else:
-                beta = 1.0 - ab_t / ab_prev  # the strided step's effective beta
-                coef_x0 = math.sqrt(ab_prev) * beta / (1.0 - ab_t)
-                coef_xt = math.sqrt(1.0 - beta) * (1.0 - ab_prev) / (1.0 - ab_t)
-                std = math.sqrt(beta * (1.0 - ab_prev) / (1.0 - ab_t))
-                x = coef_x0 * x0 + coef_xt * x + std * _noise(x.shape, generator, device, x.dtype, lengths)
+            x = self._step(x, x0, t, timesteps[i + 1], sampling, generator, lengths)
         x = torch.where(pinned, values, x)
         if x0_hook is not None:
             x = x0_hook(x)
         return x * padding_mask[..., None].to(x.dtype)
+
+    def _guided_predictor(self, text_emb, values, mask, padding_mask, guidance_scale):
+        """x0 prediction (B, T, D) at (x_t, t) with classifier-free guidance on the text: the
+        conditional and unconditional rows run as one batch; guidance 1.0 runs no unconditional rows."""
+        interp = interpolate_keyframes(values, mask)  # (B, T, D), fixed over the steps
+        B = values.shape[0]
+        if guidance_scale == 1.0:
+            return lambda x, t: self.denoise(x, torch.full((B,), t, dtype=torch.long, device=x.device), text_emb,
+                                             values, mask, padding_mask, None, keyframe_interp=interp)
+        two = lambda tensor: torch.cat([tensor, tensor])
+        rows = (two(text_emb), two(values), two(mask), two(padding_mask))
+        drop_text = torch.arange(2 * B, device=values.device) >= B
+        rows_interp = two(interp)
+
+        def predict(x, t):
+            t_rows = torch.full((2 * B,), t, dtype=torch.long, device=x.device)
+            pred = self.denoise(two(x), t_rows, *rows, drop_text, keyframe_interp=rows_interp)
+            pred_cond, pred_uncond = pred[:B], pred[B:]
+            return pred_uncond + guidance_scale * (pred_cond - pred_uncond)
+        return predict
+
+    def _step(self, x, x0, t: int, t_prev: int, sampling: "InbetweenSampling", generator, lengths) -> torch.Tensor:
+        """x_{t_prev} from x_t and the (imputed) x0 by DDIM (with eta) or DDPM's posterior."""
+        ab_t, ab_prev = self._alphas_cumprod_list[t], self._alphas_cumprod_list[t_prev]
+        eps = (x - math.sqrt(ab_t) * x0) / math.sqrt(1.0 - ab_t)
+        if sampling.method == "ddim":
+            sigma = sampling.eta * math.sqrt((1.0 - ab_prev) / (1.0 - ab_t) * (1.0 - ab_t / ab_prev))
+            x = math.sqrt(ab_prev) * x0 + math.sqrt(max(1.0 - ab_prev - sigma ** 2, 0.0)) * eps
+            if sigma > 0:
+                x = x + sigma * _noise(x.shape, generator, x.device, x.dtype, lengths)
+            return x
+        beta = 1.0 - ab_t / ab_prev  # the strided step's effective beta
+        coef_x0 = math.sqrt(ab_prev) * beta / (1.0 - ab_t)
+        coef_xt = math.sqrt(1.0 - beta) * (1.0 - ab_prev) / (1.0 - ab_t)
+        std = math.sqrt(beta * (1.0 - ab_prev) / (1.0 - ab_t))
+        return coef_x0 * x0 + coef_xt * x + std * _noise(x.shape, generator, x.device, x.dtype, lengths)
+
+
+@dataclass(frozen=True)
+class InbetweenSampling:
+    """How `GaussianDiffusion.sample` denoises.
+
+    num_steps: denoising steps over a strided subsequence of the training timesteps.
+    guidance_scale: classifier-free guidance s on text, x0 = u + s * (c - u); 1.0 runs no
+        unconditional rows.
+    method: "ddim" (deterministic for eta=0) or "ddpm" (ancestral posterior sampling on the
+        same strided timesteps).
+    eta: DDIM noise level (0: deterministic, 1: DDPM-like); ignored by "ddpm".
+    """
+    num_steps: int
+    guidance_scale: float
+    method: Literal["ddim", "ddpm"] = "ddim"
+    eta: float = 0.0
 
 
 # ---------------------------------------------------------------------------------------

@@ -4,8 +4,8 @@ import torch
 
 from config import CompositeConfig
 from config import ConfigError
-from models.diffusion import (GaussianDiffusion, InbetweenDenoiser, difference_mse, interpolate_keyframes,
-                              sample_training_keyframe_mask)
+from models.diffusion import (GaussianDiffusion, InbetweenDenoiser, InbetweenSampling, difference_mse,
+                              interpolate_keyframes, sample_training_keyframe_mask)
 from models.gpt import MotionGPT, TokenSampling, num_keyframes
 from models.vqvae import KeyframeVQVAE
 
@@ -276,16 +276,16 @@ def test_sampling_imputes_keyframes_exactly(cfg, method, guidance_scale):
     padding = torch.ones(B, T, dtype=torch.bool)
     padding[1, 18:] = False
     mask[1, 18:] = 0.0
-    out = diffusion.sample(torch.randn(B, TEXT_DIM), values, mask, padding, num_steps=4,
-                           guidance_scale=guidance_scale, method=method,
+    out = diffusion.sample(torch.randn(B, TEXT_DIM), values, mask, padding,
+                           sampling=InbetweenSampling(4, guidance_scale, method),
                            generator=torch.Generator().manual_seed(0))
     pinned = mask.bool()
     assert out.shape == (B, T, D) and torch.isfinite(out).all()
     assert torch.equal(out[pinned], values[pinned])
     assert not torch.allclose(out[1, 7, 67:], values[1, 7, 67:])  # unpinned dims were sampled
     assert torch.all(out[1, 18:] == 0)
-    again = diffusion.sample(torch.randn(B, TEXT_DIM), values, mask, padding, num_steps=4,
-                             guidance_scale=guidance_scale, method=method,
+    again = diffusion.sample(torch.randn(B, TEXT_DIM), values, mask, padding,
+                             sampling=InbetweenSampling(4, guidance_scale, method),
                              generator=torch.Generator().manual_seed(0))
     assert torch.equal(out[pinned], again[pinned])
 
@@ -303,7 +303,7 @@ def test_sampling_batch_with_row_generators_equals_rows_alone(cfg):
         mask[row, [0, 5, n - 1]] = 1.0
         padding[row, :n] = True
     text = torch.randn(2, TEXT_DIM)
-    kwargs = dict(num_steps=3, guidance_scale=2.0, method="ddpm")
+    kwargs = dict(sampling=InbetweenSampling(num_steps=3, guidance_scale=2.0, method="ddpm"))
     batch = diffusion.sample(text, values, mask, padding, generator=[torch.Generator().manual_seed(row)
                                                                       for row in range(2)], **kwargs)
     for row, n in enumerate(lengths):
@@ -320,8 +320,8 @@ def test_sample_timesteps_and_eta(cfg):
     with pytest.raises(ValueError):
         diffusion.sample_timesteps(0)
     values, mask = torch.zeros(1, 8, D), torch.zeros(1, 8, D)
-    out = diffusion.sample(torch.randn(1, TEXT_DIM), values, mask, None, num_steps=3, guidance_scale=2.0,
-                           eta=1.0)
+    out = diffusion.sample(torch.randn(1, TEXT_DIM), values, mask, None,
+                           sampling=InbetweenSampling(num_steps=3, guidance_scale=2.0, eta=1.0))
     assert out.shape == (1, 8, D) and torch.isfinite(out).all()
 
 
@@ -402,7 +402,7 @@ def test_weight_average_is_updated_by_training_and_used_for_sampling(cfg):
     twin = InbetweenDenoiser(cfg, TEXT_DIM)
     twin.load_state_dict({**model.state_dict(), **model.ema.weights()})
     twin.ema.steps.zero_()
-    sample = lambda d: d.sample(text, x0, keyframes, None, num_steps=3, guidance_scale=2.0,
+    sample = lambda d: d.sample(text, x0, keyframes, None, sampling=InbetweenSampling(3, 2.0),
                                 generator=torch.Generator().manual_seed(0))
     assert torch.allclose(sample(diffusion), sample(GaussianDiffusion(cfg, twin)), atol=1e-5)
     # a checkpoint from before the average loads, with an average never updated (raw weights sample)
@@ -495,7 +495,7 @@ def test_each_stage_trains_and_the_chain_samples_under_bf16_autocast(cfg):
         decoded = vq.decode(codes.clamp(max=cfg.vq_codebook_size - 1), keyframe_mask)
         values = torch.zeros(2, 24, D).scatter(1, keyframe_idx[..., None].expand(-1, -1, D), decoded.float())
         pinned = torch.zeros(2, 24).scatter(1, keyframe_idx, 1.0)
-        sample = diffusion.sample(text, values, pinned, padding, num_steps=3, guidance_scale=2.0,
+        sample = diffusion.sample(text, values, pinned, padding, sampling=InbetweenSampling(3, 2.0),
                                   generator=torch.Generator().manual_seed(0))
     assert codes.shape == (2, int(num_tokens.max())) and torch.isfinite(decoded).all()
     assert sample.shape == (2, 24, D) and torch.isfinite(sample).all()

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from config import CompositeConfig, ConfigError
-from models.diffusion import GaussianDiffusion, InbetweenDenoiser
+from models.diffusion import GaussianDiffusion, InbetweenDenoiser, InbetweenSampling
 from models.gpt import MotionGPT, TokenSampling, pack_linear_weight
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench"))
@@ -138,7 +138,7 @@ def test_diffusion_bf16_sampling_matches_float32(cfg):
     text, values, mask = diffusion_inputs()
     samples = {}
     for dtype in ("float32", "bfloat16"):
-        samples[dtype] = make_diffusion(cfg, dtype).sample(text, values, mask, num_steps=5, guidance_scale=2.0,
+        samples[dtype] = make_diffusion(cfg, dtype).sample(text, values, mask, sampling=InbetweenSampling(5, 2.0),
                                                            generator=torch.Generator().manual_seed(1))
     assert relative_error(samples["bfloat16"], samples["float32"]) < 0.02
     pinned = mask.bool()[..., None].expand_as(values)
@@ -154,7 +154,7 @@ def test_diffusion_bf16_uses_the_weight_average_when_sampling_does(cfg):
             for average in diffusion.model.ema.weights().values():
                 average.mul_(0.5)  # an average unlike the weights
             diffusion.model.ema.steps.fill_(1)
-        samples[dtype] = diffusion.sample(text, values, mask, num_steps=5, guidance_scale=2.0,
+        samples[dtype] = diffusion.sample(text, values, mask, sampling=InbetweenSampling(5, 2.0),
                                           generator=torch.Generator().manual_seed(1))
     assert relative_error(samples["bfloat16"], samples["float32"]) < 0.02
 
