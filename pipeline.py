@@ -198,6 +198,14 @@ def pinned_feature_values(pins: KeyframePins, length: int, mean: np.ndarray, std
             torch.from_numpy(dims_mask))
 
 
+def apply_pins(values: torch.Tensor, mask: torch.Tensor, pinned) -> None:
+    """Write user pins (from pinned_feature_values) into one motion's normalised keyframe
+    values (T, 263) and 0/1 mask (T, 263), in place; a pin's unpinned dims keep their values."""
+    frame_idx, pin_values, dims_mask = (t.to(values.device) for t in pinned)
+    values[frame_idx] = torch.where(dims_mask, pin_values, values[frame_idx])
+    mask[frame_idx] = torch.maximum(mask[frame_idx], dims_mask.float())
+
+
 def row_generators(seed: int, batch: int, device: torch.device, stage: str) -> list[torch.Generator]:
     """One generator per batch row and stage, from seed, seed+1, ...: each row's draws depend
     only on its own seed, so a batch equals its rows generated one by one."""
@@ -365,12 +373,17 @@ class Composite:
                       fit_bones: bool = False) -> MotionSample:
         """One row's result: joints (T, 22, 3), features (T, 263), keyframe values/mask (T, 263);
         fit_bones: the keyframe poses get the skeleton's bone lengths, as the joints did."""
-        frames = torch.nonzero(keyframe_mask.any(-1)).squeeze(-1)  # (K,)
-        keyframe_joints = place_keyframes(self.denormalise(keyframe_values[frames]), features, frames)  # (K, 22, 3)
-        if fit_bones:
-            keyframe_joints = fit_bone_lengths(keyframe_joints)
+        keyframe_joints, frames = self.keyframe_poses(features, keyframe_values, keyframe_mask, fit_bones)
         return MotionSample(prompt, joints.cpu().numpy(), features.cpu().numpy(),
                             keyframe_joints.cpu().numpy(), frames.cpu().numpy())
+
+    def keyframe_poses(self, features: torch.Tensor, keyframe_values: torch.Tensor, keyframe_mask: torch.Tensor,
+                       fit_bones: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """World joints (K, 22, 3) of the keyframes of a motion (features (T, 263), normalised
+        keyframe values/mask (T, 263)) placed along its root, and their frames (K,)."""
+        frames = torch.nonzero(keyframe_mask.any(-1)).squeeze(-1)  # (K,)
+        keyframe_joints = place_keyframes(self.denormalise(keyframe_values[frames]), features, frames)  # (K, 22, 3)
+        return (fit_bone_lengths(keyframe_joints) if fit_bones else keyframe_joints), frames
 
     def keyframes(self, text_emb: torch.Tensor, lengths: list[int], options: SamplingOptions,
                   pinned, timings: Optional[dict]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -386,9 +399,7 @@ class Composite:
                 values[row, idx] = grid_values[row, :len(idx)]
                 mask[row, idx] = 1.0
         if pinned is not None:
-            frame_idx, pin_values, dims_mask = (t.to(device) for t in pinned)
-            values[0, frame_idx] = torch.where(dims_mask, pin_values, values[0, frame_idx])
-            mask[0, frame_idx] = torch.maximum(mask[0, frame_idx], dims_mask.float())
+            apply_pins(values[0], mask[0], pinned)
         return values, mask
 
     def gpt_keyframes(self, text_emb: torch.Tensor, grid_idx: list[torch.Tensor], pinned,
@@ -433,7 +444,8 @@ class Composite:
         prediction: receives the network's last x0 prediction (see GaussianDiffusion.sample).
         x0_hook: changes every step's x0 (e.g. control.root_hook); None: the plain sampler."""
         device = text_emb.device
-        padding_mask = torch.arange(values.shape[1], device=device)[None] < torch.tensor(lengths, device=device)[:, None]
+        lengths_t = torch.tensor(lengths, device=device)
+        padding_mask = torch.arange(values.shape[1], device=device)[None] < lengths_t[:, None]  # (B, T)
         if options.mode == "interpolate":
             return interpolate_keyframes(values, mask) * padding_mask[..., None]
         with timed(timings, "diffusion", device):

@@ -41,9 +41,9 @@ import torch
 
 from control import RootControl, control_errors, correct_root, integrate_root, root_hook, steer_keyframes
 from models.diffusion import interpolate_keyframes
-from pipeline import (STAGE_SEED_OFFSETS, Composite, KeyframePins, MotionSample, SamplingOptions,
+from pipeline import (STAGE_SEED_OFFSETS, Composite, KeyframePins, MotionSample, SamplingOptions, apply_pins,
                       pinned_feature_values, timed)
-from utils import FEATURE_DIM, features_to_joints, keyframe_indices, num_keyframes, place_keyframes
+from utils import FEATURE_DIM, features_to_joints, fit_bone_lengths, keyframe_indices, num_keyframes
 
 MAX_TIMELINE_SECONDS = 600.0  # longest timeline accepted (time and memory grow linearly)
 CONTEXT_KEYFRAMES = 4  # keyframe tokens of what came before, pinned at the start of a GPT window
@@ -190,18 +190,32 @@ def _segment_of(frames: np.ndarray, segments: list[TimelineSegment]) -> np.ndarr
     return np.minimum(np.searchsorted(ends, frames, side="right"), len(segments) - 1)
 
 
+@dataclass
+class TimelineRun:
+    """What every step of one timeline shares."""
+    composite: Composite
+    segments: list[TimelineSegment]
+    text_emb: torch.Tensor  # (S, Dt) one row per segment
+    options: SamplingOptions  # resolved
+    control: Optional[RootControl]
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def device(self) -> torch.device:
+        return self.text_emb.device
+
+
 # ---------------------------------------------------------------------------------------
 # The two stages over windows
 # ---------------------------------------------------------------------------------------
-def timeline_tokens(composite: Composite, text_emb: torch.Tensor, segments: list[TimelineSegment],
-                    grid: np.ndarray, window: int, options: SamplingOptions, pinned, timings: dict
+def timeline_tokens(run: TimelineRun, grid: np.ndarray, window: int, pinned
                     ) -> tuple[torch.Tensor, list[tuple[int, int]]]:
     """Keyframe tokens (K,) of the whole grid (K,) and the GPT windows ([start, end) frames).
 
     Segment by segment, window by window: the GPT gets the segment's text and the number of
     tokens of its window; the window's first tokens (up to CONTEXT_KEYFRAMES already written
     ones) and the user's on-grid pins are pinned, the rest is sampled."""
-    device = text_emb.device
+    composite, segments, text_emb, options, device = run.composite, run.segments, run.text_emb, run.options, run.device
     max_tokens = num_keyframes(window, composite.keyframe_interval)
     owner = _segment_of(grid, segments)
     tokens = torch.full((len(grid),), -1, dtype=torch.long, device=device)
@@ -220,7 +234,7 @@ def timeline_tokens(composite: Composite, text_emb: torch.Tensor, segments: list
             fixed = None if pins is None else composite.pinned_tokens(pins, window_grid, n)
             fixed = torch.full((1, n), -1, dtype=torch.long, device=device) if fixed is None else fixed
             fixed[0, :nxt - a] = tokens[a:nxt]
-            with timed(timings, "gpt", device):
+            with timed(run.timings, "gpt", device):
                 drawn = composite.gpt.sample(
                     text_emb[index:index + 1], torch.tensor([n], device=device), options.token_sampling(),
                     generator=[_generator(options.seed, "gpt", len(windows), device)], pinned_tokens=fixed)
@@ -239,12 +253,12 @@ def _window_pins(pinned, first: int, last: int):
     return frame_idx[inside] - first, values[inside], dims[inside]
 
 
-def inbetween_windows(composite: Composite, text_emb: torch.Tensor, segments: list[TimelineSegment],
-                      values: torch.Tensor, mask: torch.Tensor, window: int, overlap: int,
-                      options: SamplingOptions, control: Optional[RootControl], timings: dict
+def inbetween_windows(run: TimelineRun, values: torch.Tensor, mask: torch.Tensor, window: int, overlap: int
                       ) -> tuple[torch.Tensor, list[tuple[int, int]]]:
     """The dense normalised motion (T, 263) through keyframe values/mask (T, 263), in-betweened
     window by window (see the module doc), and the windows."""
+    composite, segments, text_emb, options, control = (run.composite, run.segments, run.text_emb, run.options,
+                                                       run.control)
     device, T = values.device, len(values)
     plan = window_plan(T, window, overlap, composite.keyframe_interval)
     blend = max(1, overlap // 2)
@@ -269,7 +283,7 @@ def inbetween_windows(composite: Composite, text_emb: torch.Tensor, segments: li
             state_frame, heading, xz = start, states[0], states[1]
             extra["x0_hook"] = root_hook(control.local(start, end, heading, xz), composite.mean,
                                          composite.std, free_from=held)
-        with timed(timings, "diffusion", device):
+        with timed(run.timings, "diffusion", device):
             dense = composite.diffusion.sample(
                 text_emb[text:text + 1], window_values[None], window_mask[None], None,
                 sampling=options.inbetween_sampling(),
@@ -312,54 +326,27 @@ def generate_timeline(composite: Composite, segments, options: Optional[Sampling
     """
     cfg = composite.cfg
     options = (options or SamplingOptions()).resolve(cfg)
-    interval, device = composite.keyframe_interval, composite.device
-    segs = check_segments(segments, cfg.fps, interval)
+    segs = check_segments(segments, cfg.fps, composite.keyframe_interval)
     T = segs[-1].end
-    longest = trained_length(composite)
-    window = longest if window is None else window
-    if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or not 4 * interval <= window <= longest:
-        raise ValueError(f"window must be a whole number of frames in [{4 * interval}, {longest}] (the trained "
-                         f"length), got {window!r}")
-    if isinstance(overlap, bool) or not isinstance(overlap, (int, np.integer)) or not 2 <= overlap <= window // 2:
-        raise ValueError(f"overlap must be a whole number of frames in [2, {window // 2}], got {overlap!r}")
+    window = check_window(window, overlap, trained_length(composite), composite.keyframe_interval)
     pinned = None if pins is None else pinned_feature_values(pins, T, composite.mean, composite.std)
     control = RootControl.build(T, pins, trajectory, fps=cfg.fps)
     timings: dict = {}
-    with timed(timings, "text", device):
-        text_emb = composite.text_encoder.encode([s.text for s in segs]).to(device)  # (S, Dt)
-
-    values = torch.zeros(T, FEATURE_DIM, device=device)  # normalised keyframe values
-    mask = torch.zeros(T, FEATURE_DIM, device=device)
-    gpt_windows: list = []
-    if options.mode != "diffusion_only":
-        grid = keyframe_indices(T, interval)
-        tokens, gpt_windows = timeline_tokens(composite, text_emb, segs, grid, longest, options, pinned, timings)
-        with timed(timings, "vq_decode", device):
-            decoded = composite.vqvae.decode(tokens[None])[0]  # (K, 263)
-        values[torch.from_numpy(grid).to(device)] = decoded
-        mask[torch.from_numpy(grid).to(device)] = 1.0
-    if pinned is not None:
-        frame_idx, pin_values, dims = (t.to(device) for t in pinned)
-        values[frame_idx] = torch.where(dims, pin_values, values[frame_idx])
-        mask[frame_idx] = torch.maximum(mask[frame_idx], dims.float())
-    if control is not None:
-        values = steer_keyframes(values, mask, control.local(), composite.mean, composite.std)
-
+    with timed(timings, "text", composite.device):
+        text_emb = composite.text_encoder.encode([s.text for s in segs]).to(composite.device)  # (S, Dt)
+    run = TimelineRun(composite, segs, text_emb, options, control, timings)
+    values, mask, gpt_windows = timeline_keyframes(run, T, pinned)  # (T, 263) x2
     if options.mode == "interpolate":
         dense, diffusion_windows = interpolate_keyframes(values[None], mask[None])[0], []
     else:
-        dense, diffusion_windows = inbetween_windows(composite, text_emb, segs, values, mask, window, overlap,
-                                                     options, control, timings)
+        dense, diffusion_windows = inbetween_windows(run, values, mask, window, overlap)
     features = composite.denormalise(dense)  # (T, 263)
     if control is not None:
         features[:, :3] = torch.from_numpy(correct_root(features.cpu().numpy(), control.local())[:, :3]).to(features)
-    with timed(timings, "joints", device):
+    with timed(run.timings, "joints", composite.device):
         joints = features_to_joints(features.float())  # (T, 22, 3)
-        frames = torch.nonzero(mask.any(-1)).squeeze(-1)
-        keyframes = place_keyframes(composite.denormalise(values[frames]), features, frames)
-        if getattr(options, "fit_bones", False):
-            from utils import fit_bone_lengths
-            joints, keyframes = fit_bone_lengths(joints), fit_bone_lengths(keyframes)
+        joints = fit_bone_lengths(joints) if options.fit_bones else joints
+        keyframes, frames = composite.keyframe_poses(features, values, mask, options.fit_bones)
     joints, keyframes = joints.cpu().numpy(), keyframes.cpu().numpy()
     if control is not None:
         joints, keyframes = control.place(joints), control.place(keyframes)
@@ -367,4 +354,37 @@ def generate_timeline(composite: Composite, segments, options: Optional[Sampling
                           keyframes=keyframes, keyframe_idx=frames.cpu().numpy(),
                           control_errors=None if control is None else control_errors(joints, control),
                           segments=segs, fps=cfg.fps, gpt_windows=gpt_windows,
-                          diffusion_windows=diffusion_windows, timings=timings)
+                          diffusion_windows=diffusion_windows, timings=run.timings)
+
+
+def check_window(window, overlap, longest: int, interval: int) -> int:
+    """The diffusion window length (default: the trained length `longest`), checked with the overlap."""
+    window = longest if window is None else window
+    if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or not 4 * interval <= window <= longest:
+        raise ValueError(f"window must be a whole number of frames in [{4 * interval}, {longest}] (the trained "
+                         f"length), got {window!r}")
+    if isinstance(overlap, bool) or not isinstance(overlap, (int, np.integer)) or not 2 <= overlap <= window // 2:
+        raise ValueError(f"overlap must be a whole number of frames in [2, {window // 2}], got {overlap!r}")
+    return int(window)
+
+
+def timeline_keyframes(run: TimelineRun, length: int, pinned) -> tuple[torch.Tensor, torch.Tensor, list]:
+    """Normalised keyframe values (T, 263) and 0/1 mask (T, 263) of the whole timeline: the
+    GPT's keyframes on the grid (unless diffusion_only), the user's pins, steered towards the
+    root goals; and the GPT windows."""
+    composite, device = run.composite, run.device
+    values = torch.zeros(length, FEATURE_DIM, device=device)
+    mask = torch.zeros(length, FEATURE_DIM, device=device)
+    gpt_windows: list = []
+    if run.options.mode != "diffusion_only":
+        grid = keyframe_indices(length, composite.keyframe_interval)
+        tokens, gpt_windows = timeline_tokens(run, grid, trained_length(composite), pinned)
+        with timed(run.timings, "vq_decode", device):
+            decoded = composite.vqvae.decode(tokens[None])[0]  # (K, 263)
+        values[torch.from_numpy(grid).to(device)] = decoded
+        mask[torch.from_numpy(grid).to(device)] = 1.0
+    if pinned is not None:
+        apply_pins(values, mask, pinned)
+    if run.control is not None:
+        values = steer_keyframes(values, mask, run.control.local(), composite.mean, composite.std)
+    return values, mask, gpt_windows
