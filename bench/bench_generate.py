@@ -11,6 +11,7 @@ per-stage table and writes results/bench_generate.json (cfg.results_dir), one en
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import resource
@@ -218,7 +219,8 @@ def print_table(report: dict) -> None:
         print(f"{name:<20} {row['median_s']:>9.3f} " + " ".join(cost))
 
 
-def main() -> None:
+def parse_args(argv=None) -> tuple[argparse.Namespace, CompositeConfig]:
+    """The command line: this script's options and the preset's config with any overrides."""
     parser = make_parser(__doc__.split("\n\n")[0], prog="bench_generate.py")
     parser.add_argument("--preset", choices=PRESETS, default="default", help="size preset")
     parser.add_argument("--random_init", action="store_true", help="random weights even if checkpoints exist")
@@ -226,9 +228,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--quick", action="store_true", help="skip length scaling, cold start and the FLOP/s probe")
     parser.add_argument("--levers", action="store_true",
-                        help="also time the preset with each speed lever (low-precision weights, decode threads) undone")
+                        help="also time the preset with each speed lever "
+                             "(low-precision weights, decode threads) undone")
     parser.add_argument("--profile", action="store_true", help="also print torch.profiler's top ops of one motion")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     overrides = {k[len("cfg__"):]: v for k, v in vars(args).items() if k.startswith("cfg__")}
     if args.config:
         with open(args.config) as fh:
@@ -237,48 +240,74 @@ def main() -> None:
         cfg = preset_config(args.preset, overrides)
     except ConfigError as exc:
         parser.exit(2, f"{parser.prog}: error: {exc}\n")
-    torch.set_num_threads(args.threads)
-    device = select_device(cfg)
-    composite, source = build_composite(cfg, device, random_init=args.random_init)
+    return args, cfg
 
-    def run(prompt, length):
-        composite.sample(prompt, length)
 
-    report = {"preset": args.preset, "device": str(device), "threads": torch.get_num_threads(), "source": source,
-              "num_inbetween_steps": cfg.num_inbetween_steps,
-              "levers": {name: getattr(cfg, name) for name in ("gpt_weight_dtype", "gpt_decode_threads", "diff_weight_dtype")},
-              "torch": torch.__version__, "cpu_count": os.cpu_count(),
-              "date": time.strftime("%Y-%m-%d %H:%M"), "load_average": os.getloadavg()}
-    report["one_120_frames"] = one_motion_table(composite, args.repeats)
+def run_header(args: argparse.Namespace, cfg: CompositeConfig, device: torch.device, source: str) -> dict:
+    """What the numbers were measured on: preset, device, threads, weights, levers, versions, load."""
+    return {"preset": args.preset, "device": str(device), "threads": torch.get_num_threads(), "source": source,
+            "num_inbetween_steps": cfg.num_inbetween_steps,
+            "levers": {name: getattr(cfg, name)
+                       for name in ("gpt_weight_dtype", "gpt_decode_threads", "diff_weight_dtype")},
+            "torch": torch.__version__, "cpu_count": os.cpu_count(),
+            "date": time.strftime("%Y-%m-%d %H:%M"), "load_average": os.getloadavg()}
+
+
+def batch_throughput(composite: Composite, repeats: int) -> dict:
+    """Median seconds and motions per second of one call with 32 prompts, with its costs."""
     batch = [PROMPT] * 32
-    batch_times = time_calls(lambda: run(batch, 120), max(3, args.repeats // 5), warmup=1)
-    report["batch_32"] = {"median_s": statistics.median(batch_times),
-                          "motions_per_s": 32 / statistics.median(batch_times),
-                          "costs": stage_costs(composite, batch)}
+    batch_times = time_calls(lambda: composite.sample(batch, 120), max(3, repeats // 5), warmup=1)
+    return {"median_s": statistics.median(batch_times),
+            "motions_per_s": 32 / statistics.median(batch_times),
+            "costs": stage_costs(composite, batch)}
+
+
+def slow_probes(composite: Composite, cfg: CompositeConfig, device: torch.device, source: str,
+                repeats: int) -> dict:
+    """Length scaling, the diffusion forward's FLOP/s against the matmul peak, and (for trained
+    checkpoints) the cold start: what --quick skips."""
+    out = {"length_scaling_median_s": {
+        str(n): statistics.median(time_calls(lambda n=n: composite.sample(PROMPT, n), max(5, repeats // 2)))
+        for n in (60, 120, 196)}}
+    flops, seconds = diffusion_forward_flops(composite.denoiser, composite.text_encoder.dim, device)
+    peak = matmul_peak_gflops(device)
+    out["diffusion_forward"] = {"gflop": flops / 1e9, "median_s": seconds, "gflops": flops / 1e9 / seconds,
+                                "matmul_peak_gflops": peak, "fraction_of_peak": flops / 1e9 / seconds / peak}
+    if source.startswith("trained"):
+        out["cold_start_s"] = cold_start_seconds(["--checkpoint_dir", cfg.checkpoint_dir, "--device", cfg.device])
+    return out
+
+
+def cuda_numbers(composite: Composite, repeats: int) -> dict:
+    """One 120-frame motion under bf16 autocast, and the peak GPU memory so far."""
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        bf16 = time_calls(lambda: composite.sample(PROMPT, 120), repeats)
+    return {"one_120_frames_bf16_median_s": statistics.median(bf16),
+            "peak_gpu_memory_mib": torch.cuda.max_memory_allocated() / 2 ** 20}
+
+
+def measure(composite: Composite, cfg: CompositeConfig, args: argparse.Namespace, device: torch.device,
+            source: str) -> dict:
+    """The report of one preset: every number the options ask for."""
+    report = run_header(args, cfg, device, source)
+    report["one_120_frames"] = one_motion_table(composite, args.repeats)
+    report["batch_32"] = batch_throughput(composite, args.repeats)
     if args.levers:
         report["levers_one_120_frames_median_s"] = lever_ablation(composite, max(5, args.repeats // 2))
         report["levers_batch_32_median_s"] = lever_ablation(composite, 2, batch=32)
     if args.profile:
         report["profile_top_ops"] = profile_top_ops(composite)
     if not args.quick:
-        report["length_scaling_median_s"] = {
-            str(n): statistics.median(time_calls(lambda n=n: run(PROMPT, n), max(5, args.repeats // 2)))
-            for n in (60, 120, 196)}
-        flops, seconds = diffusion_forward_flops(composite.denoiser, composite.text_encoder.dim, device)
-        peak = matmul_peak_gflops(device)
-        report["diffusion_forward"] = {"gflop": flops / 1e9, "median_s": seconds, "gflops": flops / 1e9 / seconds,
-                                       "matmul_peak_gflops": peak, "fraction_of_peak": flops / 1e9 / seconds / peak}
-        if source.startswith("trained"):
-            report["cold_start_s"] = cold_start_seconds(["--checkpoint_dir", cfg.checkpoint_dir, "--device", cfg.device])
+        report.update(slow_probes(composite, cfg, device, source, args.repeats))
     if device.type == "cuda":
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            bf16 = time_calls(lambda: run(PROMPT, 120), args.repeats)
-        report["one_120_frames_bf16_median_s"] = statistics.median(bf16)
-        report["peak_gpu_memory_mib"] = torch.cuda.max_memory_allocated() / 2 ** 20
+        report.update(cuda_numbers(composite, args.repeats))
     report["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return report
 
-    os.makedirs(cfg.results_dir, exist_ok=True)
-    path = os.path.join(cfg.results_dir, "bench_generate.json")
+
+def save_report(report: dict, path: str, key: str) -> None:
+    """Write report as entry `key` of the JSON file at path, keeping the other presets' entries."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
     saved = {}
     if os.path.exists(path):
         try:
@@ -288,32 +317,47 @@ def main() -> None:
             saved = {}
         if not isinstance(saved, dict) or "preset" in saved:  # a single-run file of an older version
             saved = {}
-    saved[args.preset] = report
+    saved[key] = report
     with open(path, "w") as fh:
         json.dump(saved, fh, indent=2)
 
+
+def print_report(report: dict, path: str) -> None:
     one = report["one_120_frames"]
-    print(f"preset {args.preset}: {source}; device {device} ({report['threads']} threads), "
-          f"{cfg.num_inbetween_steps} DDIM steps, load average {report['load_average'][0]:.1f}; "
+    print(f"preset {report['preset']}: {report['source']}; device {report['device']} ({report['threads']} threads), "
+          f"{report['num_inbetween_steps']} DDIM steps, load average {report['load_average'][0]:.1f}; "
           + ", ".join(f"{k}={v}" for k, v in report["levers"].items()))
     print(f"one 120-frame motion: median {one['median_s']:.3f} s, min {one['min_s']:.3f} s")
     print_table(report)
     print(f"batch of 32: {report['batch_32']['motions_per_s']:.1f} motions/s "
           f"({report['batch_32']['costs']['total']['gflop'] / 32:.2f} GFLOP per motion)")
-    for key, label in (("levers_one_120_frames_median_s", "one 120-frame motion"), ("levers_batch_32_median_s", "batch of 32")):
+    for key, label in (("levers_one_120_frames_median_s", "one 120-frame motion"),
+                       ("levers_batch_32_median_s", "batch of 32")):
         if key in report:
             print(f"levers, {label} (median s): " + ", ".join(f"{k} {v:.3f}" for k, v in report[key].items()))
     if "profile_top_ops" in report:
         print(report["profile_top_ops"])
     if "length_scaling_median_s" in report:
-        print("length scaling (s): " + ", ".join(f"{k} frames {v:.3f}" for k, v in report["length_scaling_median_s"].items()))
+        print("length scaling (s): "
+              + ", ".join(f"{k} frames {v:.3f}" for k, v in report["length_scaling_median_s"].items()))
         diff = report["diffusion_forward"]
         print(f"diffusion forward (2 x 120 frames): {diff['gflop']:.3f} GFLOP in {diff['median_s'] * 1000:.2f} ms = "
               f"{diff['gflops']:.1f} GFLOP/s, {100 * diff['fraction_of_peak']:.0f}% of the measured matmul peak "
               f"{diff['matmul_peak_gflops']:.0f} GFLOP/s")
     print(f"peak RSS {report['peak_rss_mib']:.0f} MiB"
           + (f", cold start {report['cold_start_s']:.2f} s" if "cold_start_s" in report else ""))
-    print(f"wrote {path} (entry '{args.preset}')")
+    print(f"wrote {path} (entry '{report['preset']}')")
+
+
+def main() -> None:
+    args, cfg = parse_args()
+    torch.set_num_threads(args.threads)
+    device = select_device(cfg)
+    composite, source = build_composite(cfg, device, random_init=args.random_init)
+    report = measure(composite, cfg, args, device, source)
+    path = os.path.join(cfg.results_dir, "bench_generate.json")
+    save_report(report, path, args.preset)
+    print_report(report, path)
 
 
 if __name__ == "__main__":

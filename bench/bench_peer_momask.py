@@ -51,7 +51,8 @@ class FixedTextEncoder:
     dim = CLIP_DIM
 
     def __init__(self):
-        self.embedding = torch.nn.functional.normalize(torch.randn(1, CLIP_DIM, generator=torch.Generator().manual_seed(0)), dim=-1)
+        generator = torch.Generator().manual_seed(0)
+        self.embedding = torch.nn.functional.normalize(torch.randn(1, CLIP_DIM, generator=generator), dim=-1)
 
     def encode(self, prompts):
         return self.embedding.expand(len(prompts), -1).clone()
@@ -60,7 +61,8 @@ class FixedTextEncoder:
 def import_momask(momask_dir: str) -> dict:
     """MoMask's model classes, imported from momask_dir without clashing with our `models` package."""
     if not os.path.isfile(os.path.join(momask_dir, "models", "mask_transformer", "transformer.py")):
-        raise SystemExit(f"--momask_dir {momask_dir} does not hold momask-codes (models/mask_transformer/transformer.py)")
+        raise SystemExit(f"--momask_dir {momask_dir} does not hold momask-codes "
+                         "(models/mask_transformer/transformer.py)")
     stub = types.ModuleType("clip")  # construction calls clip.load; sampling never runs CLIP here
     stub.load = lambda *args, **kwargs: (nn.Module(), None)
     stub.tokenize = lambda *args, **kwargs: (_ for _ in ()).throw(RuntimeError("text encoding is excluded"))
@@ -152,7 +154,7 @@ def time_call(fn) -> float:
     return time.perf_counter() - start
 
 
-def main() -> None:
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--momask_dir", required=True, help="a checkout of EricGuo5513/momask-codes")
     parser.add_argument("--threads", type=int, default=2)
@@ -162,28 +164,37 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
                         help="config overrides applied to our presets (e.g. gpt_weight_dtype=int8)")
     parser.add_argument("--out", default="results/bench_peer_momask.json")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    overrides = dict(item.split("=", 1) for item in args.set)
+    return parser.parse_args(argv)
 
-    momask = MoMask(import_momask(os.path.abspath(args.momask_dir)))
+
+def build_systems(momask: MoMask, presets: list[str], overrides: dict) -> tuple[dict, dict, dict]:
+    """({name: a call that returns one sample's seconds}, {preset: our Composite},
+    {name: {part: seconds}} that our systems' calls fill)."""
     systems = {"momask_10": lambda: time_call(lambda: momask.sample(10)),
                "momask_18": lambda: time_call(lambda: momask.sample(18))}
     ours, parts = {}, {}
-    for preset in [p for p in args.ours.split(",") if p]:
+    for preset in presets:
         ours[preset] = our_system(preset, overrides)
         parts[f"ours_{preset}"] = {}
         systems[f"ours_{preset}"] = lambda c=ours[preset], p=parts[f"ours_{preset}"]: time_ours(c, p)
+    return systems, ours, parts
 
+
+def time_interleaved(systems: dict, repeats: int) -> dict[str, list[float]]:
+    """Seconds of each system's call per repeat, after one warm-up call each."""
     for fn in systems.values():  # warm-up
         fn()
     times = {name: [] for name in systems}
     names = list(systems)
-    for r in range(args.repeats):  # interleaved, rotating the order so no system always runs first
+    for r in range(repeats):  # interleaved, rotating the order so no system always runs first
         for name in names[r % len(names):] + names[:r % len(names)]:
             times[name].append(systems[name]())
+    return times
 
-    report = {"date": time.strftime("%Y-%m-%d %H:%M"), "threads": torch.get_num_threads(), "repeats": args.repeats,
+
+def build_report(times: dict, momask: MoMask, ours: dict, parts: dict, overrides: dict, repeats: int) -> dict:
+    """The run's settings and, per system, its times against MoMask-10, its costs and its parts."""
+    report = {"date": time.strftime("%Y-%m-%d %H:%M"), "threads": torch.get_num_threads(), "repeats": repeats,
               "torch": torch.__version__, "load_average": os.getloadavg(), "length": LENGTH,
               "text_encoding": "excluded", "overrides": overrides, "systems": {}}
     reference = statistics.median(times["momask_10"])
@@ -197,13 +208,20 @@ def main() -> None:
                                    "costs": costs}
         if name in parts:
             report["systems"][name]["parts_median_s"] = {k: statistics.median(v) for k, v in parts[name].items()}
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    with open(args.out, "w") as fh:
+    return report
+
+
+def save_report(report: dict, path: str) -> None:
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w") as fh:
         json.dump(report, fh, indent=2)
 
-    print(f"{report['date']}, {report['threads']} threads, {args.repeats} interleaved repeats, load average "
+
+def print_report(report: dict, path: str) -> None:
+    print(f"{report['date']}, {report['threads']} threads, {report['repeats']} interleaved repeats, load average "
           f"{report['load_average'][0]:.1f}; one {LENGTH}-frame motion, text excluded, random weights")
-    print(f"{'system':<18} {'params M':>9} {'median s':>9} {'min s':>7} {'x MoMask-10':>12} {'GFLOP':>7} {'MB read':>8}")
+    print(f"{'system':<18} {'params M':>9} {'median s':>9} {'min s':>7} {'x MoMask-10':>12} {'GFLOP':>7} "
+          f"{'MB read':>8}")
     for name, row in report["systems"].items():
         total = row["costs"]["total"]
         print(f"{name:<18} {total['params_m']:>9.1f} {row['median_s']:>9.3f} {row['min_s']:>7.3f} "
@@ -212,7 +230,19 @@ def main() -> None:
         print("    " + ", ".join(f"{stage} " + (f"{seconds[stage]:.3f} s / " if stage in seconds else "")
                                 + f"{c['gflop']:.2f} GFLOP / {c['mb_weights_read']:.0f} MB / {c['params_m']:.1f} M"
                                 for stage, c in row["costs"].items() if stage != "total"))
-    print(f"wrote {args.out}")
+    print(f"wrote {path}")
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    overrides = dict(item.split("=", 1) for item in args.set)
+    momask = MoMask(import_momask(os.path.abspath(args.momask_dir)))
+    systems, ours, parts = build_systems(momask, [p for p in args.ours.split(",") if p], overrides)
+    times = time_interleaved(systems, args.repeats)
+    report = build_report(times, momask, ours, parts, overrides, args.repeats)
+    save_report(report, args.out)
+    print_report(report, args.out)
 
 
 if __name__ == "__main__":

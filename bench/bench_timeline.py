@@ -22,6 +22,7 @@ still do). Prints the numbers and writes results/bench_timeline.json (cfg.result
 """
 from __future__ import annotations
 
+import argparse
 import glob
 import json
 import os
@@ -40,7 +41,7 @@ from config import CompositeConfig, config_from_args, make_parser  # noqa: E402
 from control import to_world  # noqa: E402
 from pipeline import Composite, KeyframePins, SamplingOptions  # noqa: E402
 from runtime import CheckpointError  # noqa: E402
-from timeline import generate_timeline  # noqa: E402
+from timeline import TimelineResult, generate_timeline  # noqa: E402
 from utils import facing_direction  # noqa: E402
 
 STORY = [("a person walks forward", 4.0), ("a person waves with the right hand", 3.0), ("a person sits down", 3.5)]
@@ -172,26 +173,25 @@ def control_numbers(composite: Composite, seed: int) -> dict:
 
 
 # ---------------------------------------------------------------------------------------
-def main(argv=None) -> int:
+def parse_args(argv=None) -> tuple[argparse.Namespace, CompositeConfig]:
     parser = make_parser(__doc__.split("\n\n")[0], prog="bench_timeline.py")
     parser.add_argument("--lengths", default="15,30,60", help="timeline lengths in seconds to time")
-    parser.add_argument("--child", default=None, help=argparse_hidden())
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    cfg = config_from_args(args, parser)
-    torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1))))
-    if args.child is not None:
-        print(json.dumps(child_run(cfg, float(args.child), cfg.seed)))
-        return 0
-    composite, source = load(cfg)
-    print(f"models: {source}; device {composite.device}")
-    report: dict = dict(models=source, device=str(composite.device))
+    return args, config_from_args(args, parser)
 
+
+def ground_truth_report(cfg: CompositeConfig) -> tuple[np.ndarray, dict]:
+    """(per-frame ground-truth accelerations, their percentiles and source); prints the percentiles."""
     gt, gt_source = ground_truth_accelerations(cfg)
     gt_stats = {f"p{p}": float(np.percentile(gt, p)) for p in (50, 95, 99, 99.9)} | {"max": float(gt.max())}
     print(f"\nground-truth acceleration (worst joint, m/s^2) over {gt_source}: "
           + ", ".join(f"{k} {v:.1f}" for k, v in gt_stats.items()))
-    report["ground_truth_acc"] = dict(source=gt_source, **gt_stats)
+    return gt, dict(source=gt_source, **gt_stats)
 
+
+def story_checks(composite: Composite, cfg: CompositeConfig) -> tuple[TimelineResult, list[dict]]:
+    """(the STORY timeline, each segment's check of what its text says); prints the checks."""
     story = generate_timeline(composite, STORY, SamplingOptions(seed=cfg.seed))
     print(f"\nstory '{story.prompt}' ({len(story.joints)} frames):")
     checks = []
@@ -200,9 +200,15 @@ def main(argv=None) -> int:
                      **segment_check(segment.text, story.joints[segment.start:segment.end], cfg.fps))
         checks.append(check)
         numbers = ", ".join(f"{k} {v:.2f}" for k, v in check.items() if isinstance(v, float))
-        print(f"  {segment.text:40s} {check['check']:32s} {numbers}  {'PASS' if check.get('passed') else 'FAIL' if 'passed' in check else ''}")
-    report["segment_checks"] = checks
+        verdict = "PASS" if check.get("passed") else "FAIL" if "passed" in check else ""
+        print(f"  {segment.text:40s} {check['check']:32s} {numbers}  {verdict}")
+    return story, checks
 
+
+def seam_report(composite: Composite, cfg: CompositeConfig, story: TimelineResult, gt: np.ndarray,
+                gt_stats: dict) -> dict:
+    """Seams of the story and of a 60 s timeline against ground truth, and that timeline away
+    from its seams; prints them."""
     long_segments = [(CYCLE[i % len(CYCLE)], 5.0) for i in range(12)]
     long = generate_timeline(composite, long_segments, SamplingOptions(seed=cfg.seed))
     rows = seams(story, gt) + seams(long, gt)
@@ -210,23 +216,29 @@ def main(argv=None) -> int:
     near = np.zeros(len(acc), bool)
     for row in seams(long, gt):
         near[max(row["frames"][0] - 1, 0):row["frames"][1]] = True
-    print(f"\nseams (peak worst-joint acceleration, m/s^2; ground truth p99 {gt_stats['p99']:.1f}, max {gt_stats['max']:.1f}):")
+    print(f"\nseams (peak worst-joint acceleration, m/s^2; ground truth p99 {gt_stats['p99']:.1f}, "
+          f"max {gt_stats['max']:.1f}):")
     for row in rows:
         print(f"  {row['kind']:8s} frames {row['frames'][0]:5d}-{row['frames'][1]:5d}  {row['peak_acc']:7.1f}  "
               f"(ground-truth percentile {row['gt_percentile']:5.1f}{'' if row['within_gt_p99'] else ', ABOVE p99'})")
     away = dict(p99=float(np.percentile(acc[~near], 99)), max=float(acc[~near].max()))
     print(f"  the 60 s timeline away from seams: p99 {away['p99']:.1f}, max {away['max']:.1f}")
-    report["seams"] = dict(rows=rows, away_from_seams=away,
-                           fraction_within_gt_p99=float(np.mean([r["within_gt_p99"] for r in rows])))
+    return dict(rows=rows, away_from_seams=away,
+                fraction_within_gt_p99=float(np.mean([r["within_gt_p99"] for r in rows])))
 
-    control = control_numbers(composite, cfg.seed)
+
+def control_report(composite: Composite, seed: int) -> dict:
+    control = control_numbers(composite, seed)
     print(f"\ncontrol: world pins {fmt(control['world_pins'])}; trajectory {fmt(control['trajectory'])}")
-    report["control"] = control
+    return control
 
+
+def timing_report(lengths: str, argv=None) -> list[dict]:
+    """Time and memory of one timeline per length, each in a fresh process (--child); prints them."""
     print("\ntime and memory per length (each in a fresh process):")
     passthrough = [a for a in (argv if argv is not None else sys.argv[1:])]
     timing = []
-    for seconds in [float(s) for s in args.lengths.split(",") if s.strip()]:
+    for seconds in [float(s) for s in lengths.split(",") if s.strip()]:
         proc = subprocess.run([sys.executable, os.path.abspath(__file__), *passthrough, "--child", str(seconds)],
                               capture_output=True, text=True, cwd=ROOT)
         if proc.returncode != 0:
@@ -238,23 +250,36 @@ def main(argv=None) -> int:
             f"peak RSS +{row['peak_extra_mb']:.0f} MB over {row['rss_before_mb']:.0f} MB"
         print(f"  {seconds:5g} s ({row['frames']} frames, {row['windows']} diffusion / {row['gpt_windows']} GPT "
               f"windows): {row['wall_s']:.2f} s, {row['per_motion_second']:.3f} s per second of motion, {memory}")
-    report["timing"] = timing
+    return timing
 
-    os.makedirs(cfg.results_dir, exist_ok=True)
-    path = os.path.join(cfg.results_dir, "bench_timeline.json")
+
+def save_report(report: dict, path: str) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as fh:
         json.dump(report, fh, indent=2, default=float)
     print(f"\nwrote {path}")
+
+
+def main(argv=None) -> int:
+    args, cfg = parse_args(argv)
+    torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1))))
+    if args.child is not None:
+        print(json.dumps(child_run(cfg, float(args.child), cfg.seed)))
+        return 0
+    composite, source = load(cfg)
+    print(f"models: {source}; device {composite.device}")
+    report: dict = dict(models=source, device=str(composite.device))
+    gt, report["ground_truth_acc"] = ground_truth_report(cfg)
+    story, report["segment_checks"] = story_checks(composite, cfg)
+    report["seams"] = seam_report(composite, cfg, story, gt, report["ground_truth_acc"])
+    report["control"] = control_report(composite, cfg.seed)
+    report["timing"] = timing_report(args.lengths, argv)
+    save_report(report, os.path.join(cfg.results_dir, "bench_timeline.json"))
     return 0
 
 
 def fmt(errors: dict) -> str:
     return ", ".join(f"{k} {v:.4f}" for k, v in errors.items())
-
-
-def argparse_hidden():
-    import argparse
-    return argparse.SUPPRESS
 
 
 if __name__ == "__main__":
