@@ -80,8 +80,12 @@ class CompositeConfig:
     diff_cond_drop: float = 0.1  # probability of dropping the text for classifier-free guidance
     diff_vel_loss_weight: float = 0.0  # weight of the MSE of x0's frame-to-frame differences (velocity)
     diff_acc_loss_weight: float = 0.0  # weight of the MSE of x0's second frame differences (acceleration)
+    diff_joint_vel_loss_weight: float = 0.0  # weight of the joints' frame-to-frame displacement MSE (cm^2)
+    diff_foot_loss_weight: float = 0.0  # weight of the planted feet's squared displacement (cm^2; MDM's foot contact)
     diff_ema_decay: float = 0.0  # moving average of the denoiser's weights used for sampling (0: off)
     diff_patch_conv: int = 0  # frames of a depthwise conv blending the output across patch borders (0: off)
+    diff_patch_conv_sigma: float = 0.0  # its initial kernel: a Gaussian of this many frames (0: identity)
+    diff_patch_conv_learned: bool = True  # false: the conv stays the fixed initial (low-pass) kernel
     diffusion_steps: int = 1200
     # weights the denoiser samples with: bfloat16 runs its matmuls on the CPU's bf16 units (AMX)
     # from a cached bf16 copy; float32 reproduces training numerics exactly.
@@ -156,7 +160,8 @@ class CompositeConfig:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"config field '{name}' must be > 0, got {getattr(self, name)}")
         non_negative = ["vqvae_steps", "gpt_steps", "diffusion_steps", "evaluator_steps", "top_k",
-                        "diff_vel_loss_weight", "diff_acc_loss_weight", "diff_patch_conv",
+                        "diff_vel_loss_weight", "diff_acc_loss_weight", "diff_patch_conv", "diff_patch_conv_sigma",
+                        "diff_joint_vel_loss_weight", "diff_foot_loss_weight",
                         "warmup_steps", "num_workers", "vq_depth", "temperature", "lr", "gpt_decode_threads"]
         for name in non_negative:
             if getattr(self, name) < 0:

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from config import CompositeConfig
 from models.gpt import low_precision_linears
+from utils import FOOT_IDX_LEFT, FOOT_IDX_RIGHT, FOOT_SLICE, features_to_joints
 
 POSITION_TABLE_FRAMES = 1024  # frames covered by the precomputed positional table (longer: computed)
 
@@ -85,6 +86,16 @@ class Block(nn.Module):
         return x + self.resid_drop(self.mlp(self.ln_mlp(x)))
 
 
+def smoothing_kernel(size: int, sigma: float) -> torch.Tensor:
+    """A normalised Gaussian of `sigma` frames over `size` (odd) frames, (size,); sigma 0: the
+    identity (1 at the centre)."""
+    offsets = torch.arange(size, dtype=torch.float32) - size // 2
+    if sigma <= 0:
+        return (offsets == 0).float()
+    weights = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    return weights / weights.sum()
+
+
 class WeightEMA(nn.Module):
     """Exponential moving average of a module's parameters, held as buffers so that it is saved,
     loaded and moved with the module's state_dict.
@@ -125,8 +136,11 @@ class InbetweenDenoiser(nn.Module):
     The keyframe channels are the per-feature linear interpolation of the pinned entries and
     the mask; the network predicts the residual over that interpolation (zero at init), so an
     untrained model already in-betweens linearly and training only has to learn the detail.
-    With cfg.diff_patch_conv = k > 0, a depthwise convolution over k frames (identity at init)
-    filters the un-patched residual, so neighbouring patches blend instead of meeting at a seam.
+    With cfg.diff_patch_conv = k > 0, a depthwise convolution over k frames filters the
+    un-patched residual, so neighbouring patches blend instead of meeting at a seam and
+    frame-to-frame noise is damped: it starts as a normalised Gaussian of
+    cfg.diff_patch_conv_sigma frames (0: the identity) and is trained unless
+    cfg.diff_patch_conv_learned is false (then a fixed low-pass filter).
     `ema` holds the moving average of the weights that sampling uses (see WeightEMA).
     """
 
@@ -152,9 +166,10 @@ class InbetweenDenoiser(nn.Module):
             k = cfg.diff_patch_conv
             self.patch_conv = nn.Conv1d(cfg.feature_dim, cfg.feature_dim, k, padding=k // 2,
                                         groups=cfg.feature_dim, bias=False)
-            with torch.no_grad():  # identity at init
-                self.patch_conv.weight.zero_()
-                self.patch_conv.weight[:, 0, k // 2] = 1.0
+            with torch.no_grad():
+                self.patch_conv.weight.copy_(smoothing_kernel(k, cfg.diff_patch_conv_sigma).expand_as(
+                    self.patch_conv.weight))
+            self.patch_conv.weight.requires_grad_(cfg.diff_patch_conv_learned)
         num_patches = math.ceil(POSITION_TABLE_FRAMES / cfg.diff_patch_size)
         self.register_buffer("pos_table", sinusoidal_embedding(torch.arange(num_patches), E), persistent=False)
         self.ema = WeightEMA(list(self.named_parameters()))
@@ -289,7 +304,13 @@ class GaussianDiffusion(nn.Module):
         self.vel_loss_weight = cfg.diff_vel_loss_weight
         self.acc_loss_weight = cfg.diff_acc_loss_weight
         self.ema_decay = cfg.diff_ema_decay
+        self.joint_vel_loss_weight = cfg.diff_joint_vel_loss_weight
+        self.foot_loss_weight = cfg.diff_foot_loss_weight
         self.weight_dtype = cfg.diff_weight_dtype  # weights sample() runs the denoiser with
+        # Feature statistics for the joint-space loss terms (set_feature_statistics); not saved.
+        self.register_buffer("feature_mean", torch.zeros(cfg.feature_dim), persistent=False)
+        self.register_buffer("feature_std", torch.ones(cfg.feature_dim), persistent=False)
+        self.has_feature_statistics = False
         betas = make_beta_schedule(cfg.diff_noise_schedule, cfg.diff_timesteps)
         alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
         self.register_buffer("betas", betas.float(), persistent=False)
@@ -298,6 +319,40 @@ class GaussianDiffusion(nn.Module):
         self.register_buffer("sqrt_one_minus_alphas_cumprod", (1.0 - alphas_cumprod).sqrt().float(),
                              persistent=False)
         self._alphas_cumprod_list = alphas_cumprod.tolist()  # python floats for the samplers
+
+    def set_feature_statistics(self, mean, std) -> "GaussianDiffusion":
+        """The data set's feature mean and std (263,) that un-normalise x0 for the joint-space
+        loss terms (diff_joint_vel_loss_weight, diff_foot_loss_weight); returns self."""
+        self.feature_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        self.feature_std.copy_(torch.as_tensor(std, dtype=torch.float32))
+        self.has_feature_statistics = True
+        return self
+
+    def joint_losses(self, imputed: torch.Tensor, x0: torch.Tensor, valid: torch.Tensor) -> tuple:
+        """(joint_vel, foot): joint-space terms of normalised predicted / clean motions (B, T, D)
+        over real frames (valid (B, T, 1)), in centimetres per frame, squared.
+
+        joint_vel: MSE of the frame-to-frame displacement of every joint (utils.features_to_joints,
+        root included) against the clean motion's. foot: the same for the foot joints (ankles,
+        toes) alone, over the steps where the clean motion's foot-contact features say they are
+        planted: a planted foot must move as little as the clean one does (a foot-contact loss in
+        the spirit of MDM's, against the clean motion's displacement instead of 0, because
+        HumanML3D's contact labels also mark slowly moving feet)."""
+        if not self.has_feature_statistics:
+            raise ValueError("the joint-space loss terms need the data set's feature statistics: call "
+                             "GaussianDiffusion.set_feature_statistics(mean, std) before training")
+        mean, std = self.feature_mean, self.feature_std
+        joints_pred = features_to_joints(imputed.float() * std + mean) * 100.0  # (B, T, 22, 3) cm
+        joints_true = features_to_joints(x0.float() * std + mean) * 100.0
+        step_valid = (valid[:, 1:] * valid[:, :-1])[..., None]  # (B, T-1, 1, 1)
+        step_pred, step_true = joints_pred[:, 1:] - joints_pred[:, :-1], joints_true[:, 1:] - joints_true[:, :-1]
+        joint_vel = ((step_pred - step_true).pow(2) * step_valid).sum() / (step_valid.sum() * 66).clamp_min(1.0)
+        feet = FOOT_IDX_LEFT + FOOT_IDX_RIGHT  # the order of the contact features
+        planted = ((x0[:, :-1, FOOT_SLICE].float() * std[FOOT_SLICE] + mean[FOOT_SLICE]) > 0.5).float()
+        planted = planted * step_valid[..., 0, 0, None]  # (B, T-1, 4)
+        foot_err = (step_pred[:, :, feet] - step_true[:, :, feet]).pow(2).sum(-1)  # (B, T-1, 4)
+        foot = (foot_err * planted).sum() / planted.sum().clamp_min(1.0)
+        return joint_vel, foot
 
     @staticmethod
     def _full_mask(keyframe_mask: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -326,8 +381,12 @@ class GaussianDiffusion(nn.Module):
         generator b alone, whatever the rest of the batch), and returns
         dict(loss: MSE over real frames + diff_vel_loss_weight * vel + diff_acc_loss_weight * acc,
         mse: the MSE, vel / acc: MSE of the frame-to-frame first / second differences of x0
-        over real frames (x0's velocity and acceleration in feature space), mse_inbetween: MSE
-        over real entries that are not keyframes; all but loss detached).
+        over real frames (x0's velocity and acceleration in feature space), taken after the
+        keyframe entries are replaced by their values as the sampler does, so that a prediction
+        that bends where it meets a keyframe costs; with diff_joint_vel_loss_weight or
+        diff_foot_loss_weight > 0 also joint_vel and foot (see joint_losses; they need
+        set_feature_statistics), added to loss with those weights; mse_inbetween: MSE over real
+        entries that are not keyframes; all but loss detached).
         A training forward (model in training mode, gradients on) first blends the current
         weights into the denoiser's weight average when diff_ema_decay > 0.
         """
@@ -350,12 +409,18 @@ class GaussianDiffusion(nn.Module):
         x0_pred = self.model(x_t, t, text_emb, x0 * keyframe_mask, keyframe_mask, padding_mask, drop_text)
         sq_err = (x0_pred - x0).pow(2) * valid  # (B, T, D)
         mse = sq_err.sum() / (valid.sum() * D).clamp_min(1.0)
-        vel = difference_mse(x0_pred, x0, valid, order=1)
-        acc = difference_mse(x0_pred, x0, valid, order=2)
+        imputed = torch.where(keyframe_mask > 0, x0, x0_pred)  # what the sampler makes of the prediction
+        vel = difference_mse(imputed, x0, valid, order=1)
+        acc = difference_mse(imputed, x0, valid, order=2)
         loss = mse + self.vel_loss_weight * vel + self.acc_loss_weight * acc
+        terms = dict(mse=mse.detach(), vel=vel.detach(), acc=acc.detach())
+        if self.joint_vel_loss_weight > 0 or self.foot_loss_weight > 0:
+            joint_vel, foot = self.joint_losses(imputed, x0, valid)
+            loss = loss + self.joint_vel_loss_weight * joint_vel + self.foot_loss_weight * foot
+            terms.update(joint_vel=joint_vel.detach(), foot=foot.detach())
         free = valid - keyframe_mask
         mse_inbetween = (sq_err.detach() * free).sum() / free.sum().clamp_min(1.0)
-        return dict(loss=loss, mse=mse.detach(), vel=vel.detach(), acc=acc.detach(), mse_inbetween=mse_inbetween)
+        return dict(loss=loss, **terms, mse_inbetween=mse_inbetween)
 
     def denoise(self, *args, **kwargs) -> torch.Tensor:
         """The denoiser's x0 prediction (same arguments as InbetweenDenoiser.forward) with the

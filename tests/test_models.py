@@ -5,7 +5,7 @@ import torch
 from config import CompositeConfig
 from config import ConfigError
 from models.diffusion import (GaussianDiffusion, InbetweenDenoiser, InbetweenSampling, difference_mse,
-                              interpolate_keyframes, sample_training_keyframe_mask)
+                              interpolate_keyframes, sample_training_keyframe_mask, smoothing_kernel)
 from models.gpt import MotionGPT, TokenSampling, num_keyframes
 from models.vqvae import KeyframeVQVAE
 
@@ -431,6 +431,43 @@ def test_patch_conv_starts_as_identity_and_ignores_padding(cfg):
         assert torch.allclose(conv(x, *args)[0, :8], conv(garbage, *args)[0, :8], atol=1e-5)
     with pytest.raises(ConfigError, match="diff_patch_conv"):
         cfg.replace(diff_patch_conv=4)
+
+
+def test_patch_conv_gaussian_start_and_fixed_filter(cfg):
+    assert torch.equal(smoothing_kernel(5, 0.0), torch.tensor([0.0, 0.0, 1.0, 0.0, 0.0]))
+    kernel = smoothing_kernel(5, 1.0)
+    assert torch.isclose(kernel.sum(), torch.tensor(1.0)) and torch.equal(kernel, kernel.flip(0))
+    assert kernel[2] > kernel[1] > kernel[0] > 0
+    model = InbetweenDenoiser(cfg.replace(diff_patch_conv=5, diff_patch_conv_sigma=1.0,
+                                          diff_patch_conv_learned=False), TEXT_DIM)
+    assert torch.equal(model.patch_conv.weight[7, 0], kernel) and not model.patch_conv.weight.requires_grad
+    with torch.no_grad():  # a residual alternating frame to frame is all but removed
+        jitter = torch.tensor([1.0, -1.0]).repeat(8)[None, :, None].expand(1, 16, D)
+        out = model.patch_conv(jitter.transpose(1, 2)).transpose(1, 2)
+    assert out[0, 2:-2].abs().max() < 0.05
+
+
+def test_joint_space_loss_terms(cfg):
+    from utils import FOOT_SLICE
+    diffusion = make_diffusion(cfg.replace(diff_joint_vel_loss_weight=1.0, diff_foot_loss_weight=1.0))
+    x0, padding = torch.zeros(1, 12, D), torch.ones(1, 12, dtype=torch.bool)
+    with pytest.raises(ValueError, match="set_feature_statistics"):
+        diffusion.training_loss(x0, torch.randn(1, TEXT_DIM), torch.zeros(1, 12), padding)
+    mean, std = torch.zeros(D), torch.ones(D)
+    mean[3] = 0.9  # root height
+    mean[4:67] = torch.linspace(-0.5, 0.5, 63)  # some fixed pose
+    diffusion.set_feature_statistics(mean, std)
+    valid = padding[..., None].float()
+    stand, walk = x0.clone(), x0.clone()
+    stand[:, :, FOOT_SLICE] = 1.0  # standing still, every foot reported planted
+    walk[..., 2] = 0.05  # the root steps 5 cm forward a frame, no foot planted
+    assert diffusion.joint_losses(walk, walk, valid) == (0.0, 0.0)
+    joint_vel, foot = diffusion.joint_losses(walk, stand, valid)  # slides 5 cm a frame on planted feet
+    assert torch.isclose(joint_vel, torch.tensor(25.0 / 3)) and torch.isclose(foot, torch.tensor(25.0))
+    joint_vel, foot = diffusion.joint_losses(stand, walk, valid)  # the clean motion's feet were not planted
+    assert torch.isclose(joint_vel, torch.tensor(25.0 / 3)) and foot == 0.0
+    out = diffusion.training_loss(stand, torch.randn(1, TEXT_DIM), torch.zeros(1, 12), padding)
+    assert torch.isclose(out["loss"], out["mse"] + out["joint_vel"] + out["foot"])
 
 
 def test_training_keyframe_mask():
