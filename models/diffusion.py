@@ -140,7 +140,10 @@ class InbetweenDenoiser(nn.Module):
     un-patched residual, so neighbouring patches blend instead of meeting at a seam and
     frame-to-frame noise is damped: it starts as a normalised Gaussian of
     cfg.diff_patch_conv_sigma frames (0: the identity) and is trained unless
-    cfg.diff_patch_conv_learned is false (then a fixed low-pass filter).
+    cfg.diff_patch_conv_learned is false (then a fixed low-pass filter). With
+    cfg.diff_exact_keyframes the residual is zero at pinned entries, so the prediction itself
+    passes through the keyframes and the sampler's imputation changes nothing (the network
+    then learns to meet them smoothly instead of being overwritten where it misses them).
     `ema` holds the moving average of the weights that sampling uses (see WeightEMA).
     """
 
@@ -161,6 +164,7 @@ class InbetweenDenoiser(nn.Module):
         self.out_proj = nn.Linear(E, cfg.feature_dim * cfg.diff_patch_size)
         nn.init.zeros_(self.out_proj.weight)  # start at x0 = the keyframe interpolation
         nn.init.zeros_(self.out_proj.bias)
+        self.exact_keyframes = cfg.diff_exact_keyframes
         self.patch_conv = None
         if cfg.diff_patch_conv > 0:
             k = cfg.diff_patch_conv
@@ -245,6 +249,8 @@ class InbetweenDenoiser(nn.Module):
             if padding_mask is not None:  # padding frames do not leak into real ones
                 residual = residual * padding_mask[..., None].to(residual.dtype)
             residual = self.patch_conv(residual.transpose(1, 2)).transpose(1, 2)
+        if self.exact_keyframes:  # the prediction passes through the keyframes by construction
+            residual = residual * (1.0 - keyframe_mask)
         return interp + residual
 
 

@@ -447,6 +447,20 @@ def test_patch_conv_gaussian_start_and_fixed_filter(cfg):
     assert out[0, 2:-2].abs().max() < 0.05
 
 
+def test_exact_keyframes_prediction_passes_through_the_pins(cfg):
+    model = InbetweenDenoiser(cfg.replace(diff_exact_keyframes=True, diff_patch_conv=5, diff_patch_conv_sigma=1.0),
+                              TEXT_DIM).eval()
+    with torch.no_grad():
+        torch.nn.init.normal_(model.out_proj.weight, std=0.1)
+        values, mask = torch.randn(2, 17, D), torch.zeros(2, 17, D)
+        mask[:, ::5] = 1.0
+        mask[1, 7, 3:67] = 1.0  # a partial keyframe pins its dims only
+        pred = model(torch.randn(2, 17, D), torch.tensor([5, 50]), torch.randn(2, TEXT_DIM), values, mask)
+    pinned = mask.bool()
+    assert torch.allclose(pred[pinned], values[pinned], atol=1e-6)
+    assert (pred[~pinned] - interpolate_keyframes(values, mask)[~pinned]).abs().max() > 1e-3  # the rest is free
+
+
 def test_joint_space_loss_terms(cfg):
     from utils import FOOT_SLICE
     diffusion = make_diffusion(cfg.replace(diff_joint_vel_loss_weight=1.0, diff_foot_loss_weight=1.0))
