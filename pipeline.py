@@ -467,14 +467,21 @@ def stage_configs_of(saved: dict[str, dict], cfg: CompositeConfig) -> dict[str, 
     return {"vqvae": vq_cfg, "gpt": gpt_cfg, "diffusion": diff_cfg}
 
 
-def load_stage_checkpoints(cfg: CompositeConfig) -> dict[str, dict]:
-    """The three stages' checkpoint payloads from cfg.checkpoint_dir, checked to belong together
-    (same data statistics, text encoder and VQ-VAE). Raises CheckpointError naming the file."""
+def require_checkpoints(cfg: CompositeConfig) -> dict[str, str]:
+    """The three stages' checkpoint paths; CheckpointError naming the first missing one (a cheap
+    check that commands make before any slow work)."""
     paths = {stage: checkpoint_path(cfg, stage) for stage in STAGES}
     missing = [p for p in paths.values() if not os.path.exists(p)]
     if missing:
         raise CheckpointError(f"no trained checkpoint at {missing[0]}; run `python train.py` first "
                               f"(or pass --checkpoint_dir)")
+    return paths
+
+
+def load_stage_checkpoints(cfg: CompositeConfig) -> dict[str, dict]:
+    """The three stages' checkpoint payloads from cfg.checkpoint_dir, checked to belong together
+    (same data statistics, text encoder and VQ-VAE). Raises CheckpointError naming the file."""
+    paths = require_checkpoints(cfg)
     saved = {stage: load_checkpoint(path, stage=stage) for stage, path in paths.items()}
     reference = saved["vqvae"]
     for stage in ("gpt", "diffusion"):

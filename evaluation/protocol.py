@@ -20,7 +20,7 @@ from evaluation.items import EvalError, EvalItem, LabelSet, draw_items, example_
 from evaluation.official import load_official
 from evaluation.rows import Generated, RowPlan, RowSpec, generate, generate_pinned, row_specs
 from evaluation.scoring import MM_PAIRS, Protocol, RowSample, Scorers, score_row
-from pipeline import Composite, SamplingOptions
+from pipeline import Composite, SamplingOptions, require_checkpoints
 from runtime import select_device, stats_hash
 from utils import features_to_joints, keyframe_indices
 
@@ -166,9 +166,12 @@ def evaluate(cfg: CompositeConfig, plan: RowPlan = RowPlan()) -> dict:
     rows = row_specs(cfg, plan)
     if not rows:
         raise EvalError("--rows selected no rows")
+    generative = any(r.options is not None for r in rows)
+    if generative:
+        require_checkpoints(cfg)  # before building or reading any data
     device = select_device(cfg)
     root = ensure_dataset(cfg)
-    composite = load_generator(cfg, root, device) if any(r.options is not None for r in rows) else None
+    composite = load_generator(cfg, root, device) if generative else None
     labels = load_labels(root)
     evaluators = ready_evaluators(cfg, root, labels, device)
     clips = load_clips(root, "test", cfg)
