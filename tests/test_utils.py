@@ -81,22 +81,23 @@ def test_fit_bone_lengths_restores_the_skeleton_of_a_stretched_pose():
         for parent, child in zip(chain[:-1], chain[1:]):
             stretched[:, child] = stretched[:, parent] + scale[:, child] * (exact[:, child] - exact[:, parent])
     assert not torch.allclose(stretched, exact, atol=1e-3)
-    fitted = utils.fit_bone_lengths(stretched)
+    fitted = utils.fit_bone_lengths(stretched, keep_limb_ends=False)  # every bone keeps its direction
     assert torch.allclose(fitted, exact, atol=1e-9)
-    assert torch.allclose(utils.fit_bone_lengths(exact), exact, atol=1e-12)  # exact skeletons are kept
-    fitted_np = utils.fit_bone_lengths(stretched.numpy())
+    for keep in (False, True):  # exact skeletons are kept
+        assert torch.allclose(utils.fit_bone_lengths(exact, keep_limb_ends=keep), exact, atol=1e-9)
+    fitted_np = utils.fit_bone_lengths(stretched.numpy(), keep_limb_ends=False)
     assert isinstance(fitted_np, np.ndarray) and np.allclose(fitted_np, exact.numpy(), atol=1e-9)
 
 
 def test_fit_bone_lengths_known_answer_and_degenerate_bone():
     joints = np.zeros((22, 3))  # every joint at the root: each bone takes its rest direction
-    fitted = utils.fit_bone_lengths(joints)
+    fitted = utils.fit_bone_lengths(joints, keep_limb_ends=False)
     assert np.allclose(fitted, utils.forward_kinematics(np.tile([1.0, 0, 0, 0], (22, 1)), np.zeros(3)), atol=1e-12)
     joints = fitted.copy()
     joints[4] = joints[1] + [0.0, 0.0, 2.0]  # left thigh 2 m long, pointing forward (+z)
     joints[7] = joints[4] + [0.0, -0.1, 0.0]  # shin 10 cm long, pointing down
     joints[10] = joints[7] + [0.3, 0.0, 0.0]  # foot 30 cm long, pointing left (+x)
-    out = utils.fit_bone_lengths(joints)
+    out = utils.fit_bone_lengths(joints, keep_limb_ends=False)
     length = utils.BONE_LENGTHS
     assert np.allclose(out[4], fitted[1] + [0.0, 0.0, length[4]], atol=1e-12)
     assert np.allclose(out[7], out[4] + [0.0, -length[7], 0.0], atol=1e-12)
@@ -104,6 +105,35 @@ def test_fit_bone_lengths_known_answer_and_degenerate_bone():
     assert np.allclose(out[[0, 1, 2, 5, 8, 11, 20, 21]], fitted[[0, 1, 2, 5, 8, 11, 20, 21]], atol=1e-12)
     with pytest.raises(ValueError, match="22, 3"):
         utils.fit_bone_lengths(np.zeros((5, 21, 3)))
+
+
+def test_fit_bone_lengths_keeps_the_feet_where_they_are():
+    local = _random_quats(30, 22, seed=7)
+    exact = utils.forward_kinematics(local, torch.zeros(30, 3, dtype=torch.float64))  # (30, 22, 3)
+    # Wrong thigh and shin lengths: knees moved, ankles in place.
+    moved = exact.clone()
+    gen = torch.Generator().manual_seed(8)
+    for mid in utils.LIMB_IK:
+        moved[:, mid] += 0.05 * torch.randn(30, 3, generator=gen, dtype=torch.float64)
+    fitted = utils.fit_bone_lengths(moved)
+    bones = fitted[:, 1:] - fitted[:, utils.PARENTS[1:]]
+    assert torch.allclose(bones.norm(dim=-1), torch.as_tensor(utils.BONE_LENGTHS[1:]).expand(30, 21), atol=1e-9)
+    ends = list(utils.LIMB_IK.values())
+    assert torch.allclose(fitted[:, ends], exact[:, ends], atol=1e-9)  # ankles (and the rest) kept
+    assert torch.allclose(fitted[:, [10, 11, 0, 15]], exact[:, [10, 11, 0, 15]], atol=1e-9)
+    for mid, tip in utils.LIMB_IK.items():  # each knee bends in the plane the input bends it in
+        start = fitted[:, utils.PARENTS[mid]]
+        normal = torch.linalg.cross(moved[:, mid] - start, exact[:, tip] - start, dim=-1)
+        assert torch.allclose(((fitted[:, mid] - start) * normal).sum(-1), torch.zeros(30, dtype=torch.float64),
+                              atol=1e-9)
+    # a foot out of reach: the leg is stretched straight towards it
+    far = exact[0].clone()
+    far[7] = far[1] + torch.tensor([0.0, -2.0, 0.0], dtype=torch.float64)  # 2 m below the hip
+    out = utils.fit_bone_lengths(far)
+    thigh, shin = out[4] - out[1], out[7] - out[4]
+    assert torch.linalg.cross(thigh, shin, dim=-1).norm() < 1e-6
+    assert torch.isclose((out[7] - out[1]).norm(), torch.tensor(utils.BONE_LENGTHS[4] + utils.BONE_LENGTHS[7],
+                                                                  dtype=torch.float64))
 
 
 def test_keyframe_indices_layout():
