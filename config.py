@@ -86,6 +86,7 @@ class CompositeConfig:
     diff_patch_conv: int = 0  # frames of a depthwise conv blending the output across patch borders (0: off)
     diff_patch_conv_sigma: float = 0.0  # its initial kernel: a Gaussian of this many frames (0: identity)
     diff_patch_conv_learned: bool = True  # false: the conv stays the fixed initial (low-pass) kernel
+    diff_keyframe_interp: Literal["linear", "cubic"] = "linear"  # the keyframe interpolation the denoiser refines
     diff_exact_keyframes: bool = False  # the denoiser's residual is 0 at pinned entries (prediction = keyframes)
     diffusion_steps: int = 1200
     # weights the denoiser samples with: bfloat16 runs its matmuls on the CPU's bf16 units (AMX)

@@ -2,7 +2,7 @@
 
 `InbetweenDenoiser` is a transformer over frames that predicts the clean motion x0 from a noisy
 one x_t, the timestep, the text embedding and the known keyframes (given as extra input
-channels with a per-feature mask, CondMDI-style, as their linear interpolation, which the
+channels with a per-feature mask, CondMDI-style, as their linear or cubic interpolation, which the
 network refines). Frames are grouped into patches of `diff_patch_size` frames per token; a
 timestep token and a text token are prepended.
 
@@ -41,13 +41,17 @@ def sinusoidal_embedding(positions: torch.Tensor, dim: int, max_period: float = 
     return emb
 
 
-def interpolate_keyframes(keyframe_values: torch.Tensor, keyframe_mask: torch.Tensor) -> torch.Tensor:
-    """Per-feature linear interpolation between pinned entries, held constant outside them.
+def interpolate_keyframes(keyframe_values: torch.Tensor, keyframe_mask: torch.Tensor,
+                          kind: Literal["linear", "cubic"] = "linear") -> torch.Tensor:
+    """Per-feature interpolation between pinned entries, held constant outside them.
 
     keyframe_values: (B, T, D); keyframe_mask: (B, T, D) 0/1. Entry (b, t, d) interpolates
-    linearly between the nearest pinned frames before and after t in feature d; before the
-    first / after the last pinned frame it holds that frame's value; a feature with no pinned
-    frame is 0 (the data mean). Returns (B, T, D), equal to keyframe_values at pinned entries.
+    between the nearest pinned frames before and after t in feature d: linearly, or with kind
+    "cubic" by a cubic Hermite (Catmull-Rom) curve whose slope at each pinned frame is the
+    difference quotient of its pinned neighbours (one-sided at the first and last), so the curve
+    has no kink at the keyframes; before the first / after the last pinned frame it holds that
+    frame's value; a feature with no pinned frame is 0 (the data mean). Returns (B, T, D),
+    equal to keyframe_values at pinned entries.
     """
     B, T, D = keyframe_values.shape
     pinned = keyframe_mask > 0.5
@@ -55,11 +59,28 @@ def interpolate_keyframes(keyframe_values: torch.Tensor, keyframe_mask: torch.Te
     prev_idx = torch.where(pinned, frame, -1).cummax(dim=1).values  # (B, T, D) last pinned <= t
     next_idx = torch.where(pinned, frame, T).flip(1).cummin(dim=1).values.flip(1)  # first pinned >= t
     has_prev, has_next = prev_idx >= 0, next_idx < T
-    prev_val = keyframe_values.gather(1, prev_idx.clamp(min=0))
-    next_val = keyframe_values.gather(1, next_idx.clamp(max=T - 1))
-    span = (next_idx - prev_idx).clamp(min=1).to(keyframe_values.dtype)
-    weight = ((frame - prev_idx).to(keyframe_values.dtype) / span).clamp(0.0, 1.0)
-    between = prev_val + weight * (next_val - prev_val)
+    p0, p1 = prev_idx.clamp(min=0), next_idx.clamp(max=T - 1)
+    prev_val, next_val = keyframe_values.gather(1, p0), keyframe_values.gather(1, p1)
+    dtype = keyframe_values.dtype
+    span = (next_idx - prev_idx).clamp(min=1).to(dtype)
+    weight = ((frame - prev_idx).to(dtype) / span).clamp(0.0, 1.0)
+    if kind == "linear":
+        between = prev_val + weight * (next_val - prev_val)
+    elif kind == "cubic":
+        chord = (next_val - prev_val) / span  # slope of the segment
+        before = prev_idx.gather(1, (p0 - 1).clamp(min=0))  # the pinned frame before p0 (if any)
+        after = next_idx.gather(1, (p1 + 1).clamp(max=T - 1))  # the pinned frame after p1 (if any)
+        has_before, has_after = (before >= 0) & (before < prev_idx), (after < T) & (after > next_idx)
+        before_val = keyframe_values.gather(1, before.clamp(min=0))
+        after_val = keyframe_values.gather(1, after.clamp(max=T - 1))
+        slope0 = torch.where(has_before, (next_val - before_val) / (next_idx - before).clamp(min=1).to(dtype), chord)
+        slope1 = torch.where(has_after, (after_val - prev_val) / (after - prev_idx).clamp(min=1).to(dtype), chord)
+        s, s2 = weight, weight * weight
+        s3 = s2 * s
+        between = ((2 * s3 - 3 * s2 + 1) * prev_val + (s3 - 2 * s2 + s) * span * slope0
+                   + (3 * s2 - 2 * s3) * next_val + (s3 - s2) * span * slope1)
+    else:
+        raise ValueError(f"interpolation kind must be 'linear' or 'cubic', got {kind!r}")
     held = torch.where(has_prev, prev_val, torch.where(has_next, next_val, torch.zeros_like(prev_val)))
     return torch.where(has_prev & has_next, between, held)
 
@@ -133,9 +154,10 @@ class WeightEMA(nn.Module):
 class InbetweenDenoiser(nn.Module):
     """Transformer x0-predictor conditioned on timestep, text and keyframes.
 
-    The keyframe channels are the per-feature linear interpolation of the pinned entries and
+    The keyframe channels are the per-feature interpolation of the pinned entries
+    (cfg.diff_keyframe_interp: linear, or cubic, which has no kinks at the keyframes) and
     the mask; the network predicts the residual over that interpolation (zero at init), so an
-    untrained model already in-betweens linearly and training only has to learn the detail.
+    untrained model already in-betweens (linearly or cubically) and training only has to learn the detail.
     With cfg.diff_patch_conv = k > 0, a depthwise convolution over k frames filters the
     un-patched residual, so neighbouring patches blend instead of meeting at a seam and
     frame-to-frame noise is damped: it starts as a normalised Gaussian of
@@ -165,6 +187,7 @@ class InbetweenDenoiser(nn.Module):
         nn.init.zeros_(self.out_proj.weight)  # start at x0 = the keyframe interpolation
         nn.init.zeros_(self.out_proj.bias)
         self.exact_keyframes = cfg.diff_exact_keyframes
+        self.interp_kind = cfg.diff_keyframe_interp
         self.patch_conv = None
         if cfg.diff_patch_conv > 0:
             k = cfg.diff_patch_conv
@@ -178,6 +201,10 @@ class InbetweenDenoiser(nn.Module):
         self.register_buffer("pos_table", sinusoidal_embedding(torch.arange(num_patches), E), persistent=False)
         self.ema = WeightEMA(list(self.named_parameters()))
         self._register_load_state_dict_pre_hook(self._fill_missing_ema)
+
+    def interpolate(self, keyframe_values: torch.Tensor, keyframe_mask: torch.Tensor) -> torch.Tensor:
+        """The keyframe interpolation (B, T, D) this denoiser refines (cfg.diff_keyframe_interp)."""
+        return interpolate_keyframes(keyframe_values, keyframe_mask, self.interp_kind)
 
     def _fill_missing_ema(self, state_dict, prefix, *args) -> None:
         """Checkpoints from before the weight average: start it at the loaded weights, never updated."""
@@ -205,7 +232,7 @@ class InbetweenDenoiser(nn.Module):
         keyframe_values: (B, T, D) known values (anything where the mask is 0);
         keyframe_mask: (B, T, D) float 0/1, 1 where a value is given; padding_mask: (B, T) bool,
         True at real frames (None: all real); drop_text: (B,) bool, True uses the null text;
-        keyframe_interp: (B, T, D) `interpolate_keyframes(keyframe_values, keyframe_mask)` when
+        keyframe_interp: (B, T, D) `self.interpolate(keyframe_values, keyframe_mask)` when
         the caller already has it (samplers compute it once for all steps), else None.
         Returns x0_pred (B, T, D).
         """
@@ -219,7 +246,7 @@ class InbetweenDenoiser(nn.Module):
                              f"got {tuple(text_emb.shape)}")
         P = self.patch_size
         pad = (-T) % P
-        interp = (interpolate_keyframes(keyframe_values, keyframe_mask) if keyframe_interp is None
+        interp = (self.interpolate(keyframe_values, keyframe_mask) if keyframe_interp is None
                   else keyframe_interp)  # (B, T, D)
         h = torch.cat([x_t, interp, keyframe_mask], dim=-1)  # (B, T, 3D)
         if padding_mask is not None:  # padding frames read as zeros, as if the batch ended there
@@ -328,7 +355,9 @@ class GaussianDiffusion(nn.Module):
 
     def set_feature_statistics(self, mean, std) -> "GaussianDiffusion":
         """The data set's feature mean and std (263,) that un-normalise x0 for the joint-space
-        loss terms (diff_joint_vel_loss_weight, diff_foot_loss_weight); returns self."""
+        loss terms (diff_joint_vel_loss_weight, diff_foot_loss_weight); returns self. Without a
+        call, the first loss that needs them reads cfg.dataset_root's (dataset.load_mean_std, the
+        statistics the training data are normalised with)."""
         self.feature_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
         self.feature_std.copy_(torch.as_tensor(std, dtype=torch.float32))
         self.has_feature_statistics = True
@@ -344,9 +373,13 @@ class GaussianDiffusion(nn.Module):
         planted: a planted foot must move as little as the clean one does (a foot-contact loss in
         the spirit of MDM's, against the clean motion's displacement instead of 0, because
         HumanML3D's contact labels also mark slowly moving feet)."""
-        if not self.has_feature_statistics:
-            raise ValueError("the joint-space loss terms need the data set's feature statistics: call "
-                             "GaussianDiffusion.set_feature_statistics(mean, std) before training")
+        if not self.has_feature_statistics:  # the training data's, read as MotionDataset reads them
+            from dataset import load_mean_std
+            try:
+                self.set_feature_statistics(*load_mean_std(self.cfg.dataset_root))
+            except ValueError as exc:
+                raise ValueError(f"the joint-space loss terms need the data set's feature statistics: {exc} "
+                                 "(or call GaussianDiffusion.set_feature_statistics(mean, std))") from None
         mean, std = self.feature_mean, self.feature_std
         joints_pred = features_to_joints(imputed.float() * std + mean) * 100.0  # (B, T, 22, 3) cm
         joints_true = features_to_joints(x0.float() * std + mean) * 100.0
@@ -390,7 +423,7 @@ class GaussianDiffusion(nn.Module):
         over real frames (x0's velocity and acceleration in feature space), taken after the
         keyframe entries are replaced by their values as the sampler does, so that a prediction
         that bends where it meets a keyframe costs; with diff_joint_vel_loss_weight or
-        diff_foot_loss_weight > 0 also joint_vel and foot (see joint_losses; they need
+        diff_foot_loss_weight > 0 also joint_vel and foot (see joint_losses and
         set_feature_statistics), added to loss with those weights; mse_inbetween: MSE over real
         entries that are not keyframes; all but loss detached).
         A training forward (model in training mode, gradients on) first blends the current
@@ -518,7 +551,7 @@ class GaussianDiffusion(nn.Module):
     def _guided_predictor(self, text_emb, values, mask, padding_mask, guidance_scale):
         """x0 prediction (B, T, D) at (x_t, t) with classifier-free guidance on the text: the
         conditional and unconditional rows run as one batch; guidance 1.0 runs no unconditional rows."""
-        interp = interpolate_keyframes(values, mask)  # (B, T, D), fixed over the steps
+        interp = self.model.interpolate(values, mask)  # (B, T, D), fixed over the steps
         B = values.shape[0]
         if guidance_scale == 1.0:
             return lambda x, t: self.denoise(x, torch.full((B,), t, dtype=torch.long, device=x.device), text_emb,

@@ -230,6 +230,26 @@ def test_interpolate_keyframes():
     assert torch.all(out[0, :, 2] == 0)
 
 
+def test_cubic_keyframe_interpolation():
+    frames = torch.arange(21.0)
+    values = (frames ** 2)[None, :, None].repeat(1, 1, 2)  # a parabola, pinned every 5 frames
+    mask = torch.zeros(1, 21, 2)
+    mask[0, ::5, 0] = 1.0
+    mask[0, [3, 9], 1] = 1.0  # feature 1: two pins only
+    out = interpolate_keyframes(values, mask, "cubic")
+    pinned = mask.bool()
+    assert torch.equal(out[pinned], values[pinned])
+    assert torch.allclose(out[0, 5:16, 0], frames[5:16] ** 2)  # central slopes reproduce a parabola exactly
+    step = out[0, 1:, 0] - out[0, :-1, 0]
+    assert (step[1:] - step[:-1]).abs().max() < 3.0  # no kink (the parabola's own second difference is 2)
+    linear = interpolate_keyframes(values, mask)
+    assert (linear[0, 2:, 0] - 2 * linear[0, 1:-1, 0] + linear[0, :-2, 0]).abs().max() > 9.9  # kinks
+    assert torch.allclose(out[0, 3:10, 1], linear[0, 3:10, 1])  # one segment: the chord both ways
+    assert torch.equal(out[0, :3, 1], torch.full((3,), 9.0)) and torch.equal(out[0, 10:, 1], torch.full((11,), 81.0))
+    with pytest.raises(ValueError, match="cubic"):
+        interpolate_keyframes(values, mask, "quadratic")
+
+
 def test_denoiser_forward_backward_shapes(cfg):
     diffusion = make_diffusion(cfg)
     x0 = torch.randn(2, 15, D)  # odd T: padded up to the patch size inside
@@ -463,9 +483,10 @@ def test_exact_keyframes_prediction_passes_through_the_pins(cfg):
 
 def test_joint_space_loss_terms(cfg):
     from utils import FOOT_SLICE
-    diffusion = make_diffusion(cfg.replace(diff_joint_vel_loss_weight=1.0, diff_foot_loss_weight=1.0))
+    diffusion = make_diffusion(cfg.replace(diff_joint_vel_loss_weight=1.0, diff_foot_loss_weight=1.0,
+                                           dataset_root="no/such/folder"))
     x0, padding = torch.zeros(1, 12, D), torch.ones(1, 12, dtype=torch.bool)
-    with pytest.raises(ValueError, match="set_feature_statistics"):
+    with pytest.raises(ValueError, match="feature statistics: missing no/such/folder/Mean.npy"):
         diffusion.training_loss(x0, torch.randn(1, TEXT_DIM), torch.zeros(1, 12), padding)
     mean, std = torch.zeros(D), torch.ones(D)
     mean[3] = 0.9  # root height
@@ -482,6 +503,17 @@ def test_joint_space_loss_terms(cfg):
     assert torch.isclose(joint_vel, torch.tensor(25.0 / 3)) and foot == 0.0
     out = diffusion.training_loss(stand, torch.randn(1, TEXT_DIM), torch.zeros(1, 12), padding)
     assert torch.isclose(out["loss"], out["mse"] + out["joint_vel"] + out["foot"])
+
+
+def test_joint_space_terms_read_the_training_data_statistics(cfg, humanml3d_folder):
+    import numpy as np
+    from dataset import load_mean_std
+    diffusion = make_diffusion(cfg.replace(diff_foot_loss_weight=1.0, dataset_root=humanml3d_folder))
+    x0, padding = torch.randn(2, 12, D), torch.ones(2, 12, dtype=torch.bool)
+    out = diffusion.training_loss(x0, torch.randn(2, TEXT_DIM), torch.zeros(2, 12), padding)
+    assert torch.isfinite(out["loss"]) and "foot" in out
+    mean, std = load_mean_std(humanml3d_folder)
+    assert np.allclose(diffusion.feature_mean.numpy(), mean) and np.allclose(diffusion.feature_std.numpy(), std)
 
 
 def test_training_keyframe_mask():
