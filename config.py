@@ -88,6 +88,7 @@ class CompositeConfig:
     diff_patch_conv_learned: bool = True  # false: the conv stays the fixed initial (low-pass) kernel
     diff_keyframe_interp: Literal["linear", "cubic"] = "linear"  # the keyframe interpolation the denoiser refines
     diff_exact_keyframes: bool = False  # the denoiser's residual is 0 at pinned entries (prediction = keyframes)
+    diff_residual_envelope: bool = False  # the residual vanishes with zero slope at pinned entries (implies exact)
     diffusion_steps: int = 1200
     # weights the denoiser samples with: bfloat16 runs its matmuls on the CPU's bf16 units (AMX)
     # from a cached bf16 copy; float32 reproduces training numerics exactly.

@@ -41,6 +41,17 @@ def sinusoidal_embedding(positions: torch.Tensor, dim: int, max_period: float = 
     return emb
 
 
+def _pinned_neighbours(keyframe_mask: torch.Tensor):
+    """For every entry (b, t, d) of a mask (B, T, D): the frame index (B, T, D) long, the last
+    pinned frame <= t (-1: none) and the first pinned frame >= t (T: none)."""
+    B, T, D = keyframe_mask.shape
+    pinned = keyframe_mask > 0.5
+    frame = torch.arange(T, device=keyframe_mask.device)[None, :, None].expand(B, T, D)
+    prev_idx = torch.where(pinned, frame, -1).cummax(dim=1).values
+    next_idx = torch.where(pinned, frame, T).flip(1).cummin(dim=1).values.flip(1)
+    return frame, prev_idx, next_idx
+
+
 def interpolate_keyframes(keyframe_values: torch.Tensor, keyframe_mask: torch.Tensor,
                           kind: Literal["linear", "cubic"] = "linear") -> torch.Tensor:
     """Per-feature interpolation between pinned entries, held constant outside them.
@@ -53,11 +64,8 @@ def interpolate_keyframes(keyframe_values: torch.Tensor, keyframe_mask: torch.Te
     frame's value; a feature with no pinned frame is 0 (the data mean). Returns (B, T, D),
     equal to keyframe_values at pinned entries.
     """
-    B, T, D = keyframe_values.shape
-    pinned = keyframe_mask > 0.5
-    frame = torch.arange(T, device=keyframe_values.device)[None, :, None].expand(B, T, D)
-    prev_idx = torch.where(pinned, frame, -1).cummax(dim=1).values  # (B, T, D) last pinned <= t
-    next_idx = torch.where(pinned, frame, T).flip(1).cummin(dim=1).values.flip(1)  # first pinned >= t
+    T = keyframe_values.shape[1]
+    frame, prev_idx, next_idx = _pinned_neighbours(keyframe_mask)  # last pinned <= t, first pinned >= t
     has_prev, has_next = prev_idx >= 0, next_idx < T
     p0, p1 = prev_idx.clamp(min=0), next_idx.clamp(max=T - 1)
     prev_val, next_val = keyframe_values.gather(1, p0), keyframe_values.gather(1, p1)
@@ -83,6 +91,22 @@ def interpolate_keyframes(keyframe_values: torch.Tensor, keyframe_mask: torch.Te
         raise ValueError(f"interpolation kind must be 'linear' or 'cubic', got {kind!r}")
     held = torch.where(has_prev, prev_val, torch.where(has_next, next_val, torch.zeros_like(prev_val)))
     return torch.where(has_prev & has_next, between, held)
+
+
+def keyframe_envelope(keyframe_mask: torch.Tensor, ramp: int) -> torch.Tensor:
+    """Weights (B, T, D) in [0, 1] that vanish with zero slope at pinned entries: sin^2(pi s) at
+    the fraction s of the way between two pinned frames, sin^2(pi/2 min(1, distance / ramp))
+    before the first / after the last pinned frame, 1 in a feature with no pinned frame. A
+    residual multiplied by it leaves a smooth curve through the keyframes smooth."""
+    T = keyframe_mask.shape[1]
+    frame, prev_idx, next_idx = _pinned_neighbours(keyframe_mask)
+    has_prev, has_next = prev_idx >= 0, next_idx < T
+    span = (next_idx - prev_idx).clamp(min=1).float()
+    between = torch.sin(math.pi * (frame - prev_idx).float() / span) ** 2
+    distance = torch.where(has_prev, frame - prev_idx, next_idx - frame).float()
+    outside = torch.sin(0.5 * math.pi * (distance / max(ramp, 1)).clamp(max=1.0)) ** 2
+    envelope = torch.where(has_prev & has_next, between, torch.where(has_prev | has_next, outside, 1.0))
+    return envelope.to(keyframe_mask.dtype)
 
 
 class Block(nn.Module):
@@ -166,6 +190,9 @@ class InbetweenDenoiser(nn.Module):
     cfg.diff_exact_keyframes the residual is zero at pinned entries, so the prediction itself
     passes through the keyframes and the sampler's imputation changes nothing (the network
     then learns to meet them smoothly instead of being overwritten where it misses them).
+    cfg.diff_residual_envelope goes further: the residual is multiplied by `keyframe_envelope`,
+    which vanishes with zero slope at pinned entries, so the prediction meets the keyframes with
+    the slope of the keyframe interpolation (with the cubic one: no kink at any keyframe).
     `ema` holds the moving average of the weights that sampling uses (see WeightEMA).
     """
 
@@ -187,6 +214,8 @@ class InbetweenDenoiser(nn.Module):
         nn.init.zeros_(self.out_proj.weight)  # start at x0 = the keyframe interpolation
         nn.init.zeros_(self.out_proj.bias)
         self.exact_keyframes = cfg.diff_exact_keyframes
+        self.residual_envelope = cfg.diff_residual_envelope
+        self.envelope_ramp = cfg.keyframe_interval
         self.interp_kind = cfg.diff_keyframe_interp
         self.patch_conv = None
         if cfg.diff_patch_conv > 0:
@@ -276,7 +305,9 @@ class InbetweenDenoiser(nn.Module):
             if padding_mask is not None:  # padding frames do not leak into real ones
                 residual = residual * padding_mask[..., None].to(residual.dtype)
             residual = self.patch_conv(residual.transpose(1, 2)).transpose(1, 2)
-        if self.exact_keyframes:  # the prediction passes through the keyframes by construction
+        if self.residual_envelope:  # zero value and slope at the keyframes: no kink where they join
+            residual = residual * keyframe_envelope(keyframe_mask, self.envelope_ramp)
+        elif self.exact_keyframes:  # the prediction passes through the keyframes by construction
             residual = residual * (1.0 - keyframe_mask)
         return interp + residual
 

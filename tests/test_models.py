@@ -5,7 +5,8 @@ import torch
 from config import CompositeConfig
 from config import ConfigError
 from models.diffusion import (GaussianDiffusion, InbetweenDenoiser, InbetweenSampling, difference_mse,
-                              interpolate_keyframes, sample_training_keyframe_mask, smoothing_kernel)
+                              interpolate_keyframes, keyframe_envelope, sample_training_keyframe_mask,
+                              smoothing_kernel)
 from models.gpt import MotionGPT, TokenSampling, num_keyframes
 from models.vqvae import KeyframeVQVAE
 
@@ -479,6 +480,25 @@ def test_exact_keyframes_prediction_passes_through_the_pins(cfg):
     pinned = mask.bool()
     assert torch.allclose(pred[pinned], values[pinned], atol=1e-6)
     assert (pred[~pinned] - interpolate_keyframes(values, mask)[~pinned]).abs().max() > 1e-3  # the rest is free
+
+
+def test_keyframe_envelope_and_residual_envelope(cfg):
+    mask = torch.zeros(1, 10, 2)
+    mask[0, [2, 6], 0] = 1.0  # feature 1 has no pin
+    envelope = keyframe_envelope(mask, ramp=2)
+    assert torch.allclose(envelope[0, :, 0], torch.tensor([1.0, 0.5, 0.0, 0.5, 1.0, 0.5, 0.0, 0.5, 1.0, 1.0]),
+                          atol=1e-6)
+    assert torch.equal(envelope[0, :, 1], torch.ones(10))
+    model = InbetweenDenoiser(cfg.replace(diff_residual_envelope=True, diff_keyframe_interp="cubic",
+                                          diff_patch_conv=5, diff_patch_conv_sigma=1.0), TEXT_DIM).eval()
+    with torch.no_grad():
+        torch.nn.init.normal_(model.out_proj.weight, std=0.1)
+        values, mask = torch.randn(1, 21, D), torch.zeros(1, 21, D)
+        mask[:, ::5] = 1.0
+        pred = model(torch.randn(1, 21, D), torch.tensor([50]), torch.randn(1, TEXT_DIM), values, mask)
+    assert torch.allclose(pred[mask.bool()], values[mask.bool()], atol=1e-6)
+    residual = pred - interpolate_keyframes(values, mask, "cubic")
+    assert residual[0, [1, 4, 6, 9]].abs().max() < 0.5 * residual[0, [2, 3, 7, 8]].abs().max()  # small by the pins
 
 
 def test_joint_space_loss_terms(cfg):
