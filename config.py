@@ -78,17 +78,17 @@ class CompositeConfig:
     diff_timesteps: int = 1000  # training diffusion steps
     diff_noise_schedule: Literal["cosine", "linear"] = "cosine"
     diff_cond_drop: float = 0.1  # probability of dropping the text for classifier-free guidance
-    diff_vel_loss_weight: float = 0.0  # weight of the MSE of x0's frame-to-frame differences (velocity)
-    diff_acc_loss_weight: float = 0.0  # weight of the MSE of x0's second frame differences (acceleration)
-    diff_joint_vel_loss_weight: float = 0.0  # weight of the joints' frame-to-frame displacement MSE (cm^2)
-    diff_foot_loss_weight: float = 0.0  # weight of the planted feet's squared displacement (cm^2; MDM's foot contact)
-    diff_ema_decay: float = 0.0  # moving average of the denoiser's weights used for sampling (0: off)
-    diff_patch_conv: int = 0  # frames of a depthwise conv blending the output across patch borders (0: off)
-    diff_patch_conv_sigma: float = 0.0  # its initial kernel: a Gaussian of this many frames (0: identity)
-    diff_patch_conv_learned: bool = True  # false: the conv stays the fixed initial (low-pass) kernel
-    diff_keyframe_interp: Literal["linear", "cubic"] = "linear"  # the keyframe interpolation the denoiser refines
+    diff_vel_loss_weight: float = 1.0  # weight of the MSE of x0's frame-to-frame differences (velocity)
+    diff_acc_loss_weight: float = 1.0  # weight of the MSE of x0's second frame differences (acceleration)
+    diff_joint_vel_loss_weight: float = 1.0  # weight of the joints' frame-to-frame displacement MSE (cm^2)
+    diff_foot_loss_weight: float = 1.0  # weight of the planted feet's displacement error (cm^2; a foot-contact loss)
+    diff_ema_decay: float = 0.995  # moving average of the denoiser's weights used for sampling (0: off)
+    diff_patch_conv: int = 5  # frames of a depthwise conv blending the output across patch borders (0: off)
+    diff_patch_conv_sigma: float = 1.0  # its initial kernel: a Gaussian of this many frames (0: identity)
+    diff_patch_conv_learned: bool = False  # false: the conv stays the fixed initial (low-pass) kernel
+    diff_keyframe_interp: Literal["linear", "cubic"] = "cubic"  # the keyframe interpolation the denoiser refines
     diff_exact_keyframes: bool = False  # the denoiser's residual is 0 at pinned entries (prediction = keyframes)
-    diff_residual_envelope: bool = False  # the residual vanishes with zero slope at pinned entries (implies exact)
+    diff_residual_envelope: bool = True  # the residual vanishes with zero slope at pinned entries (implies exact)
     diffusion_steps: int = 1200
     # weights the denoiser samples with: bfloat16 runs its matmuls on the CPU's bf16 units (AMX)
     # from a cached bf16 copy; float32 reproduces training numerics exactly.
@@ -104,7 +104,7 @@ class CompositeConfig:
     max_generate_length: int = 196  # frames; the longest motion generate_composite accepts (keep it
     # <= the max_motion_length the models were trained with: longer motions are beyond the trained positions)
     sampler: Literal["ddim", "ddpm"] = "ddim"
-    fit_bones: bool = False  # decode joints with the skeleton's exact bone lengths (utils.fit_bone_lengths)
+    fit_bones: bool = True  # decode joints with the skeleton's exact bone lengths (utils.fit_bone_lengths)
 
     # ---- optimisation -----------------------------------------------------------------
     batch_size: int = 64

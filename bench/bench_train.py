@@ -23,8 +23,9 @@ from runtime import autocast_context, select_device  # noqa: E402
 from train import DiffusionTrainingStep, GPTTrainingStep  # noqa: E402
 
 
-def stage_modules(cfg, text_dim: int, device):
-    """(name, module whose forward gives the loss dict, forward-argument picker) per stage."""
+def stage_modules(cfg, text_dim: int, device, mean, std):
+    """(name, module whose forward gives the loss dict, forward-argument picker) per stage; mean
+    and std (263,) are the training data's feature statistics (the diffusion's joint-space terms)."""
     from models.diffusion import GaussianDiffusion, InbetweenDenoiser
     from models.gpt import MotionGPT
     from models.vqvae import KeyframeVQVAE
@@ -37,7 +38,8 @@ def stage_modules(cfg, text_dim: int, device):
 
     frozen_vq = KeyframeVQVAE(cfg).to(device).eval().requires_grad_(False)
     gpt_step = GPTTrainingStep(cfg, MotionGPT(cfg, text_dim), frozen_vq).to(device)
-    diff_step = DiffusionTrainingStep(cfg, GaussianDiffusion(cfg, InbetweenDenoiser(cfg, text_dim))).to(device)
+    diffusion = GaussianDiffusion(cfg, InbetweenDenoiser(cfg, text_dim)).set_feature_statistics(mean, std)
+    diff_step = DiffusionTrainingStep(cfg, diffusion).to(device)
     return [("vqvae", vqvae, vq_args),
             ("gpt", gpt_step, lambda b: (b["motion"], b["lengths"], b["text_emb"])),
             ("diffusion", diff_step, lambda b: (b["motion"], b["lengths"], b["padding_mask"], b["text_emb"]))]
@@ -62,7 +64,7 @@ def main() -> None:
         if len(batches) == 4:
             break
     report = {"device": str(device), "threads": torch.get_num_threads(), "batch_size": cfg.batch_size, "stages": {}}
-    for name, module, pick in stage_modules(cfg, text_dim, device):
+    for name, module, pick in stage_modules(cfg, text_dim, device, train_set.mean, train_set.std):
         optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=cfg.lr)
         module.train()
         times = []

@@ -213,10 +213,12 @@ class InbetweenDenoiser(nn.Module):
         self.out_proj = nn.Linear(E, cfg.feature_dim * cfg.diff_patch_size)
         nn.init.zeros_(self.out_proj.weight)  # start at x0 = the keyframe interpolation
         nn.init.zeros_(self.out_proj.bias)
-        self.exact_keyframes = cfg.diff_exact_keyframes
-        self.residual_envelope = cfg.diff_residual_envelope
         self.envelope_ramp = cfg.keyframe_interval
-        self.interp_kind = cfg.diff_keyframe_interp
+        # How the prediction is composed, saved with the weights, so that a checkpoint keeps the form
+        # it was trained with (one from before these options loads as linear, not exact, no envelope).
+        form = [cfg.diff_keyframe_interp == "cubic", cfg.diff_exact_keyframes, cfg.diff_residual_envelope]
+        self.register_buffer("residual_form", torch.tensor(form, dtype=torch.bool))
+        self._adopt_residual_form()
         self.patch_conv = None
         if cfg.diff_patch_conv > 0:
             k = cfg.diff_patch_conv
@@ -229,14 +231,27 @@ class InbetweenDenoiser(nn.Module):
         num_patches = math.ceil(POSITION_TABLE_FRAMES / cfg.diff_patch_size)
         self.register_buffer("pos_table", sinusoidal_embedding(torch.arange(num_patches), E), persistent=False)
         self.ema = WeightEMA(list(self.named_parameters()))
-        self._register_load_state_dict_pre_hook(self._fill_missing_ema)
+        self._register_load_state_dict_pre_hook(self._fill_older_checkpoint)
+        self.register_load_state_dict_post_hook(lambda module, keys: module._adopt_residual_form())
+
+    def _adopt_residual_form(self) -> None:
+        cubic, exact, envelope = self.residual_form.tolist()
+        self.interp_kind = "cubic" if cubic else "linear"
+        self.exact_keyframes, self.residual_envelope = exact, envelope
 
     def interpolate(self, keyframe_values: torch.Tensor, keyframe_mask: torch.Tensor) -> torch.Tensor:
         """The keyframe interpolation (B, T, D) this denoiser refines (cfg.diff_keyframe_interp)."""
         return interpolate_keyframes(keyframe_values, keyframe_mask, self.interp_kind)
 
-    def _fill_missing_ema(self, state_dict, prefix, *args) -> None:
-        """Checkpoints from before the weight average: start it at the loaded weights, never updated."""
+    def _fill_older_checkpoint(self, state_dict, prefix, *args) -> None:
+        """Checkpoints from before the options: the form they were trained with (linear, not exact,
+        no envelope), an identity patch conv, and a weight average that starts at the loaded
+        weights, never updated (so sampling uses those)."""
+        if prefix + "residual_form" not in state_dict:
+            state_dict[prefix + "residual_form"] = torch.zeros(3, dtype=torch.bool)
+        if self.patch_conv is not None and prefix + "patch_conv.weight" not in state_dict:
+            weight = self.patch_conv.weight
+            state_dict[prefix + "patch_conv.weight"] = smoothing_kernel(weight.shape[-1], 0.0).expand_as(weight).clone()
         if prefix + "ema.steps" in state_dict:
             return
         for name in self.ema.names:
@@ -386,9 +401,8 @@ class GaussianDiffusion(nn.Module):
 
     def set_feature_statistics(self, mean, std) -> "GaussianDiffusion":
         """The data set's feature mean and std (263,) that un-normalise x0 for the joint-space
-        loss terms (diff_joint_vel_loss_weight, diff_foot_loss_weight); returns self. Without a
-        call, the first loss that needs them reads cfg.dataset_root's (dataset.load_mean_std, the
-        statistics the training data are normalised with)."""
+        loss terms (diff_joint_vel_loss_weight, diff_foot_loss_weight); returns self. The
+        training job passes the statistics its data are normalised with."""
         self.feature_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
         self.feature_std.copy_(torch.as_tensor(std, dtype=torch.float32))
         self.has_feature_statistics = True
@@ -404,13 +418,9 @@ class GaussianDiffusion(nn.Module):
         planted: a planted foot must move as little as the clean one does (a foot-contact loss in
         the spirit of MDM's, against the clean motion's displacement instead of 0, because
         HumanML3D's contact labels also mark slowly moving feet)."""
-        if not self.has_feature_statistics:  # the training data's, read as MotionDataset reads them
-            from dataset import load_mean_std
-            try:
-                self.set_feature_statistics(*load_mean_std(self.cfg.dataset_root))
-            except ValueError as exc:
-                raise ValueError(f"the joint-space loss terms need the data set's feature statistics: {exc} "
-                                 "(or call GaussianDiffusion.set_feature_statistics(mean, std))") from None
+        if not self.has_feature_statistics:
+            raise ValueError("the joint-space loss terms (diff_joint_vel_loss_weight, diff_foot_loss_weight) need the "
+                             "training data's feature statistics: call GaussianDiffusion.set_feature_statistics(mean, std)")
         mean, std = self.feature_mean, self.feature_std
         joints_pred = features_to_joints(imputed.float() * std + mean) * 100.0  # (B, T, 22, 3) cm
         joints_true = features_to_joints(x0.float() * std + mean) * 100.0

@@ -160,6 +160,27 @@ def test_trainer_serves_any_model_without_checkpoints(data_root):
     assert cosine_lr(1.0, 0, 10, warmup_steps=4) == 0.25
 
 
+def test_the_diffusion_job_gives_its_joint_space_terms_the_training_statistics(data_root, tmp_path):
+    """The joint-space loss terms un-normalise x0 with the training data's own Mean/Std, handed
+    over by the training job (the model reads nothing from disk)."""
+    import numpy as np
+    import train
+    from dataset import make_loader
+    from training.stages import diffusion_job, stage_data
+    cfg = CompositeConfig(dataset_root=str(data_root), dataset_kind="humanml3d", checkpoint_dir=str(tmp_path),
+                          batch_size=4, text_encoder="minilm", diff_joint_vel_loss_weight=1.0,
+                          diff_foot_loss_weight=1.0, diff_n_layer=1, diff_n_embd=32, diff_n_head=2)
+    data, table = stage_data(cfg, train.DistInfo(), torch.device("cpu"))
+    job = diffusion_job(cfg, data, table, seed=0)
+    diffusion = job.module.diffusion
+    assert np.allclose(diffusion.feature_mean.numpy(), data.train.mean)
+    assert np.allclose(diffusion.feature_std.numpy(), data.train.std)
+    batch = next(iter(make_loader(data.train, cfg, seed=0)))
+    batch["text_emb"] = torch.randn(len(batch["captions"]), table.dim)
+    out = job.loss_fn(job.module, batch)
+    assert torch.isfinite(out["loss"]) and out["foot"] >= 0 and out["joint_vel"] > 0
+
+
 class _RunsCode:
     def __reduce__(self):
         return (os.system, ("touch " + _RunsCode.marker,))

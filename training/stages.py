@@ -178,7 +178,9 @@ class DiffusionTrainingStep(nn.Module):
 def diffusion_job(cfg: CompositeConfig, data: DataSpec, table: TextTable, seed: int) -> StageJob:
     from models.diffusion import GaussianDiffusion, InbetweenDenoiser
     denoiser = InbetweenDenoiser(cfg, table.dim)
-    step_module = DiffusionTrainingStep(cfg, GaussianDiffusion(cfg, denoiser))
+    # the joint-space loss terms un-normalise x0 with the statistics the training data use
+    diffusion = GaussianDiffusion(cfg, denoiser).set_feature_statistics(data.train.mean, data.train.std)
+    step_module = DiffusionTrainingStep(cfg, diffusion)
 
     def loss_fn(module: nn.Module, batch: dict) -> dict:
         return module(batch["motion"], batch["lengths"], batch["padding_mask"], batch["text_emb"],
