@@ -108,6 +108,8 @@ class CompositeConfig:
 
     # ---- optimisation -----------------------------------------------------------------
     batch_size: int = 64
+    length_buckets: int = 0  # >0: each run of this many global batches is regrouped by motion length
+    # (fewer padded frames per batch; every sample still seen once an epoch; 0: random batches)
     lr: float = 5e-4
     weight_decay: float = 0.0
     warmup_steps: int = 100
@@ -165,7 +167,7 @@ class CompositeConfig:
         non_negative = ["vqvae_steps", "gpt_steps", "diffusion_steps", "evaluator_steps", "top_k",
                         "diff_vel_loss_weight", "diff_acc_loss_weight", "diff_patch_conv", "diff_patch_conv_sigma",
                         "diff_joint_vel_loss_weight", "diff_foot_loss_weight",
-                        "warmup_steps", "num_workers", "vq_depth", "temperature", "lr", "gpt_decode_threads"]
+                        "warmup_steps", "num_workers", "length_buckets", "vq_depth", "temperature", "lr", "gpt_decode_threads"]
         for name in non_negative:
             if getattr(self, name) < 0:
                 raise ConfigError(f"config field '{name}' must be >= 0, got {getattr(self, name)}")

@@ -255,6 +255,10 @@ class MotionDataset(Dataset):
     def __len__(self) -> int:
         return len(self.clips)
 
+    def item_lengths(self) -> list[int]:
+        """The length of each item as __getitem__ returns it (cropped to max_motion_length)."""
+        return [min(len(motion), self.cfg.max_motion_length) for motion in self.normalised]
+
     def all_captions(self) -> list[str]:
         """Every caption of the split (with repeats removed, order kept)."""
         return list(dict.fromkeys(c for clip in self.clips for c in clip.captions))

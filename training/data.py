@@ -12,6 +12,11 @@ Two rules make a run with W processes of batch B/W equal a run with one process 
   token corruption) comes from one generator per row, also seeded from the key. A sample's
   draws therefore do not depend on which rank holds it, on the batch size, or on the
   number of data workers.
+
+Optionally (cfg.length_buckets = n), each run of n global batches of the shuffled order is
+sorted by motion length and cut again into n global batches, and the epoch's batches are then
+shuffled: batches hold motions of similar length, so they carry fewer padded frames, while each
+sample keeps its key and is still seen once an epoch.
 """
 from __future__ import annotations
 
@@ -81,8 +86,12 @@ class BatchStream:
     number of ranks; `load_state` continues from it."""
 
     def __init__(self, dataset: Dataset, batch_size: int, info: DistInfo, seed: int,
-                 num_workers: int = 0, collate: Collate = collate_motions):
+                 num_workers: int = 0, collate: Collate = collate_motions, length_buckets: int = 0):
         self.dataset, self.seed, self.collate, self.num_workers = dataset, seed, collate, num_workers
+        self.length_buckets = length_buckets
+        if length_buckets > 0 and not hasattr(dataset, "item_lengths"):
+            raise DataError(f"length_buckets needs a data set with item_lengths(); {type(dataset).__name__} "
+                            "has none (set length_buckets=0)")
         self.rank = info.rank
         self.per_rank_batch = max(1, batch_size // info.world_size)
         self.global_batch = self.per_rank_batch * info.world_size
@@ -94,15 +103,33 @@ class BatchStream:
         self.batches_taken = 0
         self._iterator: Iterator | None = None
 
+    def epoch_positions(self) -> list[list[int]]:
+        """The epoch's global batches as positions in its shuffled order (the same on every rank)."""
+        G, n = self.global_batch, self.batches_per_epoch
+        positions = [list(range(k * G, (k + 1) * G)) for k in range(n)]
+        if self.length_buckets <= 0:
+            return positions
+        order = self.epoch_order()
+        lengths = self.dataset.item_lengths()
+        span = G * self.length_buckets
+        regrouped = []
+        for start in range(0, n * G, span):
+            run = sorted(range(start, min(start + span, n * G)), key=lambda p: lengths[order[p]])
+            regrouped += [run[i:i + G] for i in range(0, len(run), G)]
+        shuffle = torch.randperm(n, generator=torch.Generator().manual_seed(
+            keyed_seed(self.seed, "buckets", self.epoch))).tolist()
+        return [regrouped[k] for k in shuffle]
+
+    def epoch_order(self) -> list[int]:
+        return torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(
+            keyed_seed(self.seed, "epoch", self.epoch))).tolist()
+
     def epoch_batches(self) -> list[list[tuple[int, tuple]]]:
         """This rank's remaining batches of the current epoch as (index, key) pairs."""
-        order = torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(
-            keyed_seed(self.seed, "epoch", self.epoch))).tolist()
-        batches = []
-        for k in range(self.batches_taken, self.batches_per_epoch):
-            first = k * self.global_batch + self.rank * self.per_rank_batch
-            batches.append([(order[p], ("train", self.epoch, p)) for p in range(first, first + self.per_rank_batch)])
-        return batches
+        order = self.epoch_order()
+        first = self.rank * self.per_rank_batch
+        return [[(order[p], ("train", self.epoch, p)) for p in batch[first:first + self.per_rank_batch]]
+                for batch in self.epoch_positions()[self.batches_taken:]]
 
     def next(self) -> dict:
         """The next batch (collated, with `sample_keys`)."""

@@ -160,7 +160,7 @@ class Trainer:
         optimizer = torch.optim.AdamW(job.module.parameters(), lr=self.peak_lr(job),
                                       weight_decay=self.cfg.weight_decay, betas=(0.9, 0.99), fused=True)
         stream = BatchStream(self.data.train, self.cfg.batch_size, self.info, job.seed, self.cfg.num_workers,
-                             self.data.collate)
+                             self.data.collate, self.cfg.length_buckets)
         state = RunState(job, optimizer, stream, run_id=uuid.uuid4().hex[:12])
         seed_everything(rank_seed(job.seed, self.info.rank))
         saved = None
