@@ -1,5 +1,7 @@
 """Training speed: samples per second of each stage (forward, backward, optimiser step) at the
-config's sizes on the embedded data set, on CPU (all cores) or CUDA (also bf16).
+config's sizes on the config's data set (the embedded one by default), on CPU (all cores) or
+CUDA (also bf16). Batches come from the training loop's own stream (so `--length_buckets 8`
+is measured as training would see it); the time per step is the mean over distinct batches.
 
     python bench/bench_train.py [--steps 20] [--field value ...]
 
@@ -18,9 +20,10 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from config import config_from_args, make_parser  # noqa: E402
-from dataset import MotionDataset, make_loader  # noqa: E402
-from runtime import autocast_context, select_device  # noqa: E402
+from dataset import MotionDataset  # noqa: E402
+from runtime import DistInfo, autocast_context, select_device  # noqa: E402
 from train import DiffusionTrainingStep, GPTTrainingStep  # noqa: E402
+from training.data import BatchStream  # noqa: E402
 
 
 def stage_modules(cfg, text_dim: int, device, mean, std):
@@ -56,20 +59,25 @@ def main() -> None:
     device = select_device(cfg)
     train_set = MotionDataset(cfg, "train")
     text_dim = args.text_dim
+    stream = BatchStream(train_set, cfg.batch_size, DistInfo(), seed=0, length_buckets=cfg.length_buckets)
     batches = []
-    for batch in make_loader(train_set, cfg, seed=0):
-        batch = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in batch.items()}
+    for _ in range(max(4, args.steps)):
+        batch = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in stream.next().items()}
         batch["text_emb"] = torch.nn.functional.normalize(torch.randn(len(batch["captions"]), text_dim), dim=-1).to(device)
         batches.append(batch)
-        if len(batches) == 4:
-            break
-    report = {"device": str(device), "threads": torch.get_num_threads(), "batch_size": cfg.batch_size, "stages": {}}
+    real = sum(int(b["lengths"].sum()) for b in batches)
+    padded = sum(b["motion"].shape[0] * b["motion"].shape[1] for b in batches)
+    print(f"{len(batches)} batches of {cfg.dataset_root} (length_buckets {cfg.length_buckets}): "
+          f"{real / padded:.0%} of the padded frames are real")
+    report = {"device": str(device), "threads": torch.get_num_threads(), "batch_size": cfg.batch_size,
+              "dataset_root": cfg.dataset_root, "length_buckets": cfg.length_buckets,
+              "real_frame_fraction": real / padded, "stages": {}}
     for name, module, pick in stage_modules(cfg, text_dim, device, train_set.mean, train_set.std):
         optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=cfg.lr)
         module.train()
         times = []
         for step in range(args.steps + 3):
-            batch = batches[step % len(batches)]
+            batch = batches[(step - 3) % len(batches)]
             start = time.perf_counter()
             with autocast_context(cfg, device):
                 loss = module(*pick(batch))["loss"]
@@ -80,7 +88,7 @@ def main() -> None:
                 torch.cuda.synchronize()
             if step >= 3:
                 times.append(time.perf_counter() - start)
-        seconds = statistics.median(times)
+        seconds = statistics.mean(times)
         report["stages"][name] = {"step_s": seconds, "samples_per_s": cfg.batch_size / seconds,
                                   "parameters": sum(p.numel() for p in module.parameters() if p.requires_grad)}
         steps_cfg = {"vqvae": cfg.vqvae_steps, "gpt": cfg.gpt_steps, "diffusion": cfg.diffusion_steps}[name]
