@@ -160,6 +160,13 @@ class EvalRun:
         return report.save_filmstrips(strips, path)
 
 
+def by_construction(cfg: CompositeConfig, composite) -> dict:
+    """Metrics that cannot fail with this model and config: the delivered bones carry the canonical
+    lengths (fit_bones), the in-betweener's prediction equals its keyframes (its residual form)."""
+    return {"fit_bones": bool(cfg.fit_bones),
+            "prediction_meets_keyframes": composite is not None and composite.denoiser.meets_keyframes}
+
+
 def evaluate(cfg: CompositeConfig, plan: RowPlan = RowPlan()) -> dict:
     """Run the protocol on the test split; returns the results dict (rows with mean and ci95 of
     every metric, the protocol sizes, the evaluator's own scores, the filmstrip picture's path)."""
@@ -195,7 +202,8 @@ def evaluate(cfg: CompositeConfig, plan: RowPlan = RowPlan()) -> dict:
                "mm_pairs": min(MM_PAIRS, cfg.eval_mm_repeats), "keyframe_interval": run.interval,
                "labels": labels.names,
                "evaluator": {"path": evaluator_path(cfg), **evaluators.info},
-               "official_t2m": scorers.official is not None, "rows": run.summary_rows(), "config": cfg.to_dict()}
+               "official_t2m": scorers.official is not None, "rows": run.summary_rows(), "config": cfg.to_dict(),
+               "by_construction": by_construction(cfg, composite)}
     os.makedirs(cfg.results_dir, exist_ok=True)
     results["filmstrips"] = run.examples(os.path.join(cfg.results_dir, f"eval_{timestamp}_filmstrips.png"))
     return results

@@ -53,6 +53,34 @@ DEFINITIONS = [
 GUO_PROTOCOL = {"repeats": 20, "diversity_pairs": 300, "mm_prompts": 100, "mm_repeats": 30}
 
 
+# Columns that cannot fail under a results["by_construction"] flag: (flag, metric keys, the note
+# that replaces them in the report).
+CONSTANT_COLUMNS = [
+    ("fit_bones", ("bone_length_std_m", "bone_length_error_m"),
+     "Bone std and Bone err of the delivered joints are not columns: with fit_bones on they carry the "
+     "canonical bone lengths (0 by construction); Bone std raw is the network's own."),
+    ("prediction_meets_keyframes", ("keyframe_model_error_m",),
+     "KF model err is not a column: this in-betweener's residual vanishes at the keyframes "
+     "(diff_residual_envelope / diff_exact_keyframes), so its prediction equals them by construction."),
+]
+
+
+def constant_metrics(results: dict) -> set:
+    flags = results.get("by_construction", {})
+    return {key for flag, keys, _ in CONSTANT_COLUMNS if flags.get(flag) for key in keys}
+
+
+def quality_columns(results: dict) -> list:
+    """QUALITY_COLUMNS without those that cannot fail for this model and config."""
+    constant = constant_metrics(results)
+    return [c for c in QUALITY_COLUMNS if c[0] not in constant]
+
+
+def constant_notes(results: dict) -> list[str]:
+    flags = results.get("by_construction", {})
+    return [f"- {note}" for flag, _, note in CONSTANT_COLUMNS if flags.get(flag)]
+
+
 def label_columns(results: dict) -> list:
     return [(f"{name}_accuracy", f"{name.capitalize()} acc ↑", 1.0, 3) for name in results.get("labels", {})]
 
@@ -146,12 +174,13 @@ def format_report(results: dict) -> str:
              f"Device: {results['device']}. Every cell: mean ± 95% CI over the runs.", "",
              protocol_note(results), "", "Text-motion metrics:", "",
              table(results, TEXT_COLUMNS + label_columns(results), with_time=True), "",
-             "Motion quality:", "", table(results, QUALITY_COLUMNS), ""]
+             "Motion quality:", "", table(results, quality_columns(results)), ""]
     if results["official_t2m"]:
         lines += ["Official T2M evaluator (HumanML3D protocol):", "", table(results, OFFICIAL_COLUMNS), ""]
     if results.get("filmstrips"):
         lines += [f"Real and generated motions side by side: {results['filmstrips']}", ""]
-    lines += [f"- {composite_verdict(results)}", *pinned_note(results), *evaluator_notes(results), "",
+    lines += [f"- {composite_verdict(results)}", *pinned_note(results), *constant_notes(results),
+              *evaluator_notes(results), "",
               "Definitions:", ""]
     lines += [f"- {text}" for text in DEFINITIONS]
     return "\n".join(lines) + "\n"
@@ -163,7 +192,7 @@ def format_report(results: dict) -> str:
 PLOT_PANELS = [("fid", "FID ↓"), ("r_precision_top3", "R-precision top-3 ↑"), ("mm_dist", "MM-Dist ↓"),
                ("diversity", "Diversity"), ("multimodality", "MultiModality"), ("foot_skating", "Foot skating ↓"),
                ("jerk", "Jerk (m/s³)"), ("keyframe_accel_ratio", "Keyframe accel. ratio"),
-               ("bone_length_std_m", "Bone length std (m) ↓"), ("keyframe_model_error_m", "KF model error (m) ↓")]
+               ("bone_length_std_raw_m", "Bone length std, raw (m) ↓"), ("keyframe_model_error_m", "KF model error (m) ↓")]
 
 
 def bar_panel(ax, rows: list[dict], key: str, title: str) -> None:
@@ -196,7 +225,8 @@ def plot_results(results: dict, path: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    panels = PLOT_PANELS + [(key, header) for key, header, _, _ in label_columns(results)[:1]]
+    panels = [p for p in PLOT_PANELS if p[0] not in constant_metrics(results)]
+    panels += [(key, header) for key, header, _, _ in label_columns(results)[:1]]
     fig, axes = plt.subplots(3, 4, figsize=(20, 13))
     for ax, (key, title) in zip(axes.flat, panels):
         bar_panel(ax, results["rows"], key, title)

@@ -239,6 +239,11 @@ class InbetweenDenoiser(nn.Module):
         self.interp_kind = "cubic" if cubic else "linear"
         self.exact_keyframes, self.residual_envelope = exact, envelope
 
+    @property
+    def meets_keyframes(self) -> bool:
+        """True when the prediction equals the keyframes at pinned entries by construction."""
+        return self.exact_keyframes or self.residual_envelope
+
     def interpolate(self, keyframe_values: torch.Tensor, keyframe_mask: torch.Tensor) -> torch.Tensor:
         """The keyframe interpolation (B, T, D) this denoiser refines (cfg.diff_keyframe_interp)."""
         return interpolate_keyframes(keyframe_values, keyframe_mask, self.interp_kind)
