@@ -348,13 +348,22 @@ def make_beta_schedule(kind: Literal["cosine", "linear"], num_timesteps: int) ->
 Generators = Union[torch.Generator, Sequence[torch.Generator], None]
 
 
-def difference_mse(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, order: int) -> torch.Tensor:
-    """Mean squared error between the order-th frame differences of pred and target (B, T, D),
-    over differences whose frames are all real (valid (B, T, 1) 0/1). 0 when none are."""
+def difference_sq_error(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor,
+                        order: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sum, count): the squared error between the order-th frame differences of pred and target
+    (B, T, D) summed over differences whose frames are all real (valid (B, T, 1) 0/1), and how
+    many entries that sum holds."""
     for _ in range(order):
         pred, target = pred[:, 1:] - pred[:, :-1], target[:, 1:] - target[:, :-1]
         valid = valid[:, 1:] * valid[:, :-1]
-    return ((pred - target).pow(2) * valid).sum() / (valid.sum() * pred.shape[-1]).clamp_min(1.0)
+    return ((pred - target).pow(2) * valid).sum(), valid.sum() * pred.shape[-1]
+
+
+def difference_mse(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, order: int) -> torch.Tensor:
+    """Mean squared error between the order-th frame differences of pred and target (B, T, D),
+    over differences whose frames are all real (valid (B, T, 1) 0/1). 0 when none are."""
+    total, count = difference_sq_error(pred, target, valid, order)
+    return total / count.clamp_min(1.0)
 
 
 def _noise(shape, generator: Generators, device, dtype=torch.float32,
@@ -423,6 +432,11 @@ class GaussianDiffusion(nn.Module):
         planted: a planted foot must move as little as the clean one does (a foot-contact loss in
         the spirit of MDM's, against the clean motion's displacement instead of 0, because
         HumanML3D's contact labels also mark slowly moving feet)."""
+        (joint_sum, joint_count), (foot_sum, foot_count) = self.joint_loss_sums(imputed, x0, valid)
+        return joint_sum / joint_count.clamp_min(1.0), foot_sum / foot_count.clamp_min(1.0)
+
+    def joint_loss_sums(self, imputed: torch.Tensor, x0: torch.Tensor, valid: torch.Tensor) -> tuple:
+        """((sum, count) of joint_vel, (sum, count) of foot): joint_losses before the division."""
         if not self.has_feature_statistics:
             raise ValueError("the joint-space loss terms (diff_joint_vel_loss_weight, diff_foot_loss_weight) need the "
                              "training data's feature statistics: call GaussianDiffusion.set_feature_statistics(mean, std)")
@@ -431,13 +445,24 @@ class GaussianDiffusion(nn.Module):
         joints_true = features_to_joints(x0.float() * std + mean) * 100.0
         step_valid = (valid[:, 1:] * valid[:, :-1])[..., None]  # (B, T-1, 1, 1)
         step_pred, step_true = joints_pred[:, 1:] - joints_pred[:, :-1], joints_true[:, 1:] - joints_true[:, :-1]
-        joint_vel = ((step_pred - step_true).pow(2) * step_valid).sum() / (step_valid.sum() * 66).clamp_min(1.0)
+        joint_sum = ((step_pred - step_true).pow(2) * step_valid).sum()
         feet = FOOT_IDX_LEFT + FOOT_IDX_RIGHT  # the order of the contact features
         planted = ((x0[:, :-1, FOOT_SLICE].float() * std[FOOT_SLICE] + mean[FOOT_SLICE]) > 0.5).float()
         planted = planted * step_valid[..., 0, 0, None]  # (B, T-1, 4)
         foot_err = (step_pred[:, :, feet] - step_true[:, :, feet]).pow(2).sum(-1)  # (B, T-1, 4)
-        foot = (foot_err * planted).sum() / planted.sum().clamp_min(1.0)
-        return joint_vel, foot
+        return (joint_sum, step_valid.sum() * 66), ((foot_err * planted).sum(), planted.sum())
+
+    @property
+    def term_weights(self) -> dict[str, float]:
+        """The weight of each loss term beside the MSE (the config's diff_*_loss_weight)."""
+        return {"vel": self.vel_loss_weight, "acc": self.acc_loss_weight,
+                "joint_vel": self.joint_vel_loss_weight, "foot": self.foot_loss_weight}
+
+    @property
+    def ratio_term_names(self) -> list[str]:
+        """The weighted loss terms whose means are over their own counts (not the real frames):
+        training_loss reports them as `ratio_terms` so that processes can share the counts."""
+        return [name for name, weight in self.term_weights.items() if weight > 0]
 
     @staticmethod
     def _full_mask(keyframe_mask: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -471,7 +496,9 @@ class GaussianDiffusion(nn.Module):
         that bends where it meets a keyframe costs; with diff_joint_vel_loss_weight or
         diff_foot_loss_weight > 0 also joint_vel and foot (see joint_losses and
         set_feature_statistics), added to loss with those weights; mse_inbetween: MSE over real
-        entries that are not keyframes; all but loss detached).
+        entries that are not keyframes; all but loss detached; ratio_terms: (weight, sum, count)
+        of each weighted term whose mean is over its own count, for training.loop's sharing of
+        counts between processes).
         A training forward (model in training mode, gradients on) first blends the current
         weights into the denoiser's weight average when diff_ema_decay > 0.
         """
@@ -495,17 +522,20 @@ class GaussianDiffusion(nn.Module):
         sq_err = (x0_pred - x0).pow(2) * valid  # (B, T, D)
         mse = sq_err.sum() / (valid.sum() * D).clamp_min(1.0)
         imputed = torch.where(keyframe_mask > 0, x0, x0_pred)  # what the sampler makes of the prediction
-        vel = difference_mse(imputed, x0, valid, order=1)
-        acc = difference_mse(imputed, x0, valid, order=2)
-        loss = mse + self.vel_loss_weight * vel + self.acc_loss_weight * acc
-        terms = dict(mse=mse.detach(), vel=vel.detach(), acc=acc.detach())
+        parts = {"vel": difference_sq_error(imputed, x0, valid, order=1),
+                 "acc": difference_sq_error(imputed, x0, valid, order=2)}  # name: (sum, count)
         if self.joint_vel_loss_weight > 0 or self.foot_loss_weight > 0:
-            joint_vel, foot = self.joint_losses(imputed, x0, valid)
-            loss = loss + self.joint_vel_loss_weight * joint_vel + self.foot_loss_weight * foot
-            terms.update(joint_vel=joint_vel.detach(), foot=foot.detach())
+            parts["joint_vel"], parts["foot"] = self.joint_loss_sums(imputed, x0, valid)
+        means = {name: total / count.clamp_min(1.0) for name, (total, count) in parts.items()}
+        weights = self.term_weights
+        loss = mse
+        for name in means:
+            loss = loss + weights[name] * means[name]
         free = valid - keyframe_mask
         mse_inbetween = (sq_err.detach() * free).sum() / free.sum().clamp_min(1.0)
-        return dict(loss=loss, **terms, mse_inbetween=mse_inbetween)
+        ratio_terms = [(weights[name], *parts[name]) for name in self.ratio_term_names]
+        return dict(loss=loss, mse=mse.detach(), **{k: v.detach() for k, v in means.items()},
+                    mse_inbetween=mse_inbetween, ratio_terms=ratio_terms)
 
     def denoise(self, *args, **kwargs) -> torch.Tensor:
         """The denoiser's x0 prediction (same arguments as InbetweenDenoiser.forward) with the

@@ -10,7 +10,9 @@ whether it saw a non-finite loss, failed, or was signalled), then either all ran
 skip, all stop or all raise. Under DistributedDataParallel the gradient is that of the global
 batch's loss: a loss_fn that reports `weight` (how many elements its loss averages) has its
 loss rescaled by weight * world_size / (sum of weights), so W processes of batch B/W train
-exactly like one process of batch B.
+exactly like one process of batch B. Loss terms that are means over counts of their own (a
+number of planted feet, of frame differences) are reported as `ratio_terms` and divided by
+their count summed over the ranks (shared in the same all-reduce).
 """
 from __future__ import annotations
 
@@ -74,7 +76,9 @@ class CheckpointPlan:
 @dataclass
 class StageJob:
     """What to train. `loss_fn(module, batch)` returns {"loss": scalar tensor, optionally
-    "weight": how many elements the loss averages (default 1), other scalars}; `module` is the
+    "weight": how many elements the loss averages (default 1), "ratio_terms": job.ratio_terms
+    (weight w, sum s, count c) of terms included in loss as w * s / max(c, 1) whose counts are
+    not `weight`, other scalars}; `module` is the
     job's module, wrapped in DistributedDataParallel when distributed; its parameters are the
     ones optimised. `batch` holds the collated tensors on the device, `sample_keys` and
     `generators` (one torch.Generator per row, keyed by sample) for the loss's own randomness."""
@@ -86,6 +90,7 @@ class StageJob:
     lr: float | None = None  # peak learning rate; None: cfg.lr
     checkpoint: CheckpointPlan | None = None  # None: no checkpoints, no resume
     summary_fn: Callable[[], str] = lambda: ""  # appended to the closing log line
+    ratio_terms: int = 0  # how many (weight, sum, count) terms loss_fn reports in "ratio_terms"
 
 
 @dataclass
@@ -123,6 +128,7 @@ class StepVerdict:
     nonfinite: bool
     failed: bool
     stop_signal: int | None
+    term_counts: list[float] = field(default_factory=list)  # each ratio term's count over all ranks
 
 
 class Trainer:
@@ -212,7 +218,7 @@ class Trainer:
             group["lr"] = cosine_lr(self.peak_lr(job), state.step, job.total_steps, self.cfg.warmup_steps)
         job.module.train()
         logs, failure = self.compute_loss(job, module, batch)
-        verdict = self.agree(logs, failure)
+        verdict = self.agree(logs, failure, job.ratio_terms)
         state.stop_signal = verdict.stop_signal
         if verdict.failed:
             if failure is not None:
@@ -223,7 +229,7 @@ class Trainer:
             return
         state.bad_steps = 0
         state.optimizer.zero_grad(set_to_none=True)
-        (logs["loss"] * verdict.scale).backward()
+        self.global_loss(logs, verdict).backward()
         if self.cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(job.module.parameters(), self.cfg.grad_clip)
         state.optimizer.step()
@@ -294,21 +300,44 @@ class Trainer:
                 raise
             return None, exc
 
-    def agree(self, logs: dict | None, failure: Exception | None) -> StepVerdict:
-        """One all-reduce of [weight, weight * loss, non-finite, failed, SIGINT, SIGTERM]."""
+    def agree(self, logs: dict | None, failure: Exception | None, num_ratio_terms: int = 0) -> StepVerdict:
+        """One all-reduce of [weight, weight * the loss without its ratio terms, non-finite,
+        failed, SIGINT, SIGTERM, the ratio terms' sums, their counts]."""
         loss = float(logs["loss"].detach()) if logs is not None else float("nan")
         weight = float(logs.get("weight", 1.0)) if logs is not None else 0.0
+        terms = logs.get("ratio_terms", []) if logs is not None else []
+        if logs is not None and len(terms) != num_ratio_terms:
+            raise TrainingError(f"loss_fn reported {len(terms)} ratio terms, the job declares {num_ratio_terms}")
+        sums = [float(s.detach()) for _, s, _ in terms] or [0.0] * num_ratio_terms
+        counts = [float(c) for _, _, c in terms] or [0.0] * num_ratio_terms
+        main = loss - sum(w * s / max(c, 1.0) for (w, _, _), s, c in zip(terms, sums, counts))
         finite = math.isfinite(loss)
-        flags = torch.tensor([weight, weight * loss if finite else 0.0, not finite, failure is not None,
-                              self.stop_signal == signal.SIGINT, self.stop_signal == signal.SIGTERM],
+        flags = torch.tensor([weight, weight * main if finite else 0.0, not finite, failure is not None,
+                              self.stop_signal == signal.SIGINT, self.stop_signal == signal.SIGTERM, *sums, *counts],
                              dtype=torch.float64, device=self.device)
         if self.info.enabled:
             dist.all_reduce(flags)
-        total_weight, weighted_loss, nonfinite, failed, sigint, sigterm = flags.tolist()
+        total_weight, weighted_main, nonfinite, failed, sigint, sigterm, *shared = flags.tolist()
+        term_sums, term_counts = shared[:num_ratio_terms], shared[num_ratio_terms:]
         stop = signal.SIGINT if sigint else signal.SIGTERM if sigterm else None
         scale = weight * self.info.world_size / total_weight if total_weight > 0 else 1.0
-        mean = weighted_loss / total_weight if total_weight > 0 and not nonfinite else float("nan")
-        return StepVerdict(mean, scale, bool(nonfinite), bool(failed), stop)
+        mean = float("nan")
+        if total_weight > 0 and not nonfinite:
+            mean = weighted_main / total_weight + sum(w * s / max(c, 1.0) for (w, _, _), s, c
+                                                      in zip(terms, term_sums, term_counts))
+        return StepVerdict(mean, scale, bool(nonfinite), bool(failed), stop, term_counts)
+
+    def global_loss(self, logs: dict, verdict: StepVerdict) -> torch.Tensor:
+        """This rank's share of the global batch's loss: DDP's mean of its gradients over the
+        ranks is the gradient of the loss one process would compute on the whole batch. Alone,
+        the loss itself."""
+        if not self.info.enabled:
+            return logs["loss"]
+        terms = logs.get("ratio_terms", [])
+        local = sum((w * s / max(float(c), 1.0) for w, s, c in terms), torch.zeros((), device=logs["loss"].device))
+        shared = sum((w * s * self.info.world_size / max(total, 1.0) for (w, s, _), total in zip(terms, verdict.term_counts)),
+                     torch.zeros((), device=logs["loss"].device))
+        return (logs["loss"] - local) * verdict.scale + shared
 
     @torch.no_grad()
     def validate(self, job: StageJob) -> float:

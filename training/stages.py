@@ -187,7 +187,8 @@ def diffusion_job(cfg: CompositeConfig, data: DataSpec, table: TextTable, seed: 
                       batch.get("generators"))
 
     return StageJob("diffusion", step_module, loss_fn, cfg.diffusion_steps, seed=seed,
-                    checkpoint=stage_checkpoint(cfg, "diffusion", denoiser, data, table))
+                    checkpoint=stage_checkpoint(cfg, "diffusion", denoiser, data, table),
+                    ratio_terms=len(diffusion.ratio_term_names))
 
 
 def stage_job(name: Stage, cfg: CompositeConfig, data: DataSpec, table: TextTable, info: DistInfo,
