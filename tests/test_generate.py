@@ -37,7 +37,10 @@ def test_shapes_and_keyframe_layout(loaded):
     assert np.isfinite(motion).all()
     # the dense motion passes through the keyframes that the GPT and VQ-VAE wrote
     assert np.abs(_root_relative(motion[keyframe_idx]) - _root_relative(keyframes)).max() <= 1e-4
-    assert np.abs(utils.features_to_joints(features) - motion).max() <= 1e-4
+    # the joints are the features' with the skeleton's bone lengths (fit_bones, the default)
+    assert np.abs(utils.fit_bone_lengths(utils.features_to_joints(features)) - motion).max() <= 1e-4
+    bones = np.linalg.norm(motion[:, 1:] - motion[:, utils.PARENTS[1:]], axis=-1)  # (T, 21)
+    assert bones.std(axis=0).max() < 1e-5
 
 
 def test_seed_makes_it_deterministic(loaded):
