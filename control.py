@@ -363,7 +363,7 @@ def steer_keyframes(values: torch.Tensor, mask: torch.Tensor, targets: RootTarge
     `correct_root` moves onto the goals, and each keyframe whose root channels are given
     (mask (T, 263) > 0.5 in channels 0:3) takes the corrected values at its frame. The
     in-betweener then starts from keyframes that already go where the goals are."""
-    from models.diffusion import interpolate_keyframes
+    from models.keyframes import interpolate_keyframes
     given = (mask[:, :3] > 0.5).all(-1)  # (T,)
     if not targets or not bool(given.any()):
         return values

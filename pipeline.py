@@ -23,7 +23,8 @@ import torch
 
 from config import CompositeConfig
 from control import RootControl, control_errors, correct_root, root_hook, steer_keyframes
-from models.diffusion import GaussianDiffusion, InbetweenDenoiser, InbetweenSampling, interpolate_keyframes
+from models.diffusion import GaussianDiffusion, InbetweenDenoiser, InbetweenSampling
+from models.keyframes import interpolate_keyframes
 from models.gpt import MotionGPT, TokenSampling
 from models.vqvae import KeyframeVQVAE
 from runtime import CheckpointError, checkpoint_path, load_checkpoint, select_device, vqvae_identity

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from control import RootControl, control_errors, correct_root, integrate_root, root_hook, steer_keyframes
-from models.diffusion import interpolate_keyframes
+from models.keyframes import interpolate_keyframes
 from pipeline import (STAGE_SEED_OFFSETS, Composite, KeyframePins, MotionSample, SamplingOptions, apply_pins,
                       pinned_feature_values, timed)
 from utils import FEATURE_DIM, features_to_joints, fit_bone_lengths, keyframe_indices, num_keyframes

@@ -6,6 +6,7 @@ channels with a per-feature mask, CondMDI-style, as their linear or cubic interp
 network refines). Frames are grouped into patches of `diff_patch_size` frames per token; a
 timestep token and a text token are prepended.
 
+The keyframe interpolation and the residual's envelope are in models/keyframes.py.
 `GaussianDiffusion` holds the noise schedule, the x0-prediction training loss (with optional
 velocity / acceleration terms that penalise frame-to-frame jitter) and the DDIM / DDPM samplers
 with classifier-free guidance and keyframe imputation, so the sampled motion passes exactly
@@ -24,6 +25,7 @@ import torch.nn.functional as F
 
 from config import CompositeConfig
 from models.gpt import low_precision_linears
+from models.keyframes import interpolate_keyframes, keyframe_envelope
 from utils import FOOT_IDX_LEFT, FOOT_IDX_RIGHT, FOOT_SLICE, features_to_joints
 
 POSITION_TABLE_FRAMES = 1024  # frames covered by the precomputed positional table (longer: computed)
@@ -39,74 +41,6 @@ def sinusoidal_embedding(positions: torch.Tensor, dim: int, max_period: float = 
     if dim % 2:
         emb = F.pad(emb, (0, 1))
     return emb
-
-
-def _pinned_neighbours(keyframe_mask: torch.Tensor):
-    """For every entry (b, t, d) of a mask (B, T, D): the frame index (B, T, D) long, the last
-    pinned frame <= t (-1: none) and the first pinned frame >= t (T: none)."""
-    B, T, D = keyframe_mask.shape
-    pinned = keyframe_mask > 0.5
-    frame = torch.arange(T, device=keyframe_mask.device)[None, :, None].expand(B, T, D)
-    prev_idx = torch.where(pinned, frame, -1).cummax(dim=1).values
-    next_idx = torch.where(pinned, frame, T).flip(1).cummin(dim=1).values.flip(1)
-    return frame, prev_idx, next_idx
-
-
-def interpolate_keyframes(keyframe_values: torch.Tensor, keyframe_mask: torch.Tensor,
-                          kind: Literal["linear", "cubic"] = "linear") -> torch.Tensor:
-    """Per-feature interpolation between pinned entries, held constant outside them.
-
-    keyframe_values: (B, T, D); keyframe_mask: (B, T, D) 0/1. Entry (b, t, d) interpolates
-    between the nearest pinned frames before and after t in feature d: linearly, or with kind
-    "cubic" by a cubic Hermite (Catmull-Rom) curve whose slope at each pinned frame is the
-    difference quotient of its pinned neighbours (one-sided at the first and last), so the curve
-    has no kink at the keyframes; before the first / after the last pinned frame it holds that
-    frame's value; a feature with no pinned frame is 0 (the data mean). Returns (B, T, D),
-    equal to keyframe_values at pinned entries.
-    """
-    T = keyframe_values.shape[1]
-    frame, prev_idx, next_idx = _pinned_neighbours(keyframe_mask)  # last pinned <= t, first pinned >= t
-    has_prev, has_next = prev_idx >= 0, next_idx < T
-    p0, p1 = prev_idx.clamp(min=0), next_idx.clamp(max=T - 1)
-    prev_val, next_val = keyframe_values.gather(1, p0), keyframe_values.gather(1, p1)
-    dtype = keyframe_values.dtype
-    span = (next_idx - prev_idx).clamp(min=1).to(dtype)
-    weight = ((frame - prev_idx).to(dtype) / span).clamp(0.0, 1.0)
-    if kind == "linear":
-        between = prev_val + weight * (next_val - prev_val)
-    elif kind == "cubic":
-        chord = (next_val - prev_val) / span  # slope of the segment
-        before = prev_idx.gather(1, (p0 - 1).clamp(min=0))  # the pinned frame before p0 (if any)
-        after = next_idx.gather(1, (p1 + 1).clamp(max=T - 1))  # the pinned frame after p1 (if any)
-        has_before, has_after = (before >= 0) & (before < prev_idx), (after < T) & (after > next_idx)
-        before_val = keyframe_values.gather(1, before.clamp(min=0))
-        after_val = keyframe_values.gather(1, after.clamp(max=T - 1))
-        slope0 = torch.where(has_before, (next_val - before_val) / (next_idx - before).clamp(min=1).to(dtype), chord)
-        slope1 = torch.where(has_after, (after_val - prev_val) / (after - prev_idx).clamp(min=1).to(dtype), chord)
-        s, s2 = weight, weight * weight
-        s3 = s2 * s
-        between = ((2 * s3 - 3 * s2 + 1) * prev_val + (s3 - 2 * s2 + s) * span * slope0
-                   + (3 * s2 - 2 * s3) * next_val + (s3 - s2) * span * slope1)
-    else:
-        raise ValueError(f"interpolation kind must be 'linear' or 'cubic', got {kind!r}")
-    held = torch.where(has_prev, prev_val, torch.where(has_next, next_val, torch.zeros_like(prev_val)))
-    return torch.where(has_prev & has_next, between, held)
-
-
-def keyframe_envelope(keyframe_mask: torch.Tensor, ramp: int) -> torch.Tensor:
-    """Weights (B, T, D) in [0, 1] that vanish with zero slope at pinned entries: sin^2(pi s) at
-    the fraction s of the way between two pinned frames, sin^2(pi/2 min(1, distance / ramp))
-    before the first / after the last pinned frame, 1 in a feature with no pinned frame. A
-    residual multiplied by it leaves a smooth curve through the keyframes smooth."""
-    T = keyframe_mask.shape[1]
-    frame, prev_idx, next_idx = _pinned_neighbours(keyframe_mask)
-    has_prev, has_next = prev_idx >= 0, next_idx < T
-    span = (next_idx - prev_idx).clamp(min=1).float()
-    between = torch.sin(math.pi * (frame - prev_idx).float() / span) ** 2
-    distance = torch.where(has_prev, frame - prev_idx, next_idx - frame).float()
-    outside = torch.sin(0.5 * math.pi * (distance / max(ramp, 1)).clamp(max=1.0)) ** 2
-    envelope = torch.where(has_prev & has_next, between, torch.where(has_prev | has_next, outside, 1.0))
-    return envelope.to(keyframe_mask.dtype)
 
 
 class Block(nn.Module):

@@ -5,8 +5,8 @@ import torch
 from config import CompositeConfig
 from config import ConfigError
 from models.diffusion import (GaussianDiffusion, InbetweenDenoiser, InbetweenSampling, difference_mse,
-                              interpolate_keyframes, keyframe_envelope, sample_training_keyframe_mask,
-                              smoothing_kernel)
+                              sample_training_keyframe_mask, smoothing_kernel)
+from models.keyframes import interpolate_keyframes, keyframe_envelope
 from models.gpt import MotionGPT, TokenSampling, num_keyframes
 from models.vqvae import KeyframeVQVAE
 
