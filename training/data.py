@@ -103,13 +103,12 @@ class BatchStream:
         self.batches_taken = 0
         self._iterator: Iterator | None = None
 
-    def epoch_positions(self) -> list[list[int]]:
-        """The epoch's global batches as positions in its shuffled order (the same on every rank)."""
+    def epoch_positions(self, order: list[int]) -> list[list[int]]:
+        """The epoch's global batches as positions in its shuffled `order` (the same on every rank)."""
         G, n = self.global_batch, self.batches_per_epoch
         positions = [list(range(k * G, (k + 1) * G)) for k in range(n)]
         if self.length_buckets <= 0:
             return positions
-        order = self.epoch_order()
         lengths = self.dataset.item_lengths()
         span = G * self.length_buckets
         regrouped = []
@@ -129,7 +128,7 @@ class BatchStream:
         order = self.epoch_order()
         first = self.rank * self.per_rank_batch
         return [[(order[p], ("train", self.epoch, p)) for p in batch[first:first + self.per_rank_batch]]
-                for batch in self.epoch_positions()[self.batches_taken:]]
+                for batch in self.epoch_positions(order)[self.batches_taken:]]
 
     def next(self) -> dict:
         """The next batch (collated, with `sample_keys`)."""
