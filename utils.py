@@ -225,15 +225,17 @@ def _unit(v: torch.Tensor) -> torch.Tensor:
     return v / v.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
-def _two_bone_ik(start: torch.Tensor, mid: torch.Tensor, end: torch.Tensor, upper: torch.Tensor,
-                 lower: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Middle and end joints (..., 3) of a limb from `start` with bones of lengths upper, lower:
-    the end at `end` when within reach (else as near as the limb reaches, towards it), the middle
-    joint on the side of start -> end where `mid` bends it (any side for a straight limb)."""
+def two_bone_ik(start: torch.Tensor, mid: torch.Tensor, end: torch.Tensor, upper, lower
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Middle and end joints (..., 3) of a limb from `start` with bones of lengths upper, lower
+    (numbers, or tensors (..., 1) of one length per pose): the end at `end` when within reach
+    (else as near as the limb reaches, towards it), the middle joint on the side of start -> end
+    where `mid` bends it (any side for a straight limb). Torch, differentiable."""
+    upper, lower = torch.as_tensor(upper).to(start), torch.as_tensor(lower).to(start)
     d = end - start
     dist = d.norm(dim=-1, keepdim=True)
     toward = torch.where(dist > 1e-9, d / dist.clamp_min(1e-9), _unit(mid - start))
-    reach = dist.clamp(min=float(abs(upper - lower)) + 1e-9, max=float(upper + lower))
+    reach = torch.minimum(torch.maximum(dist, (upper - lower).abs() + 1e-9), upper + lower)
     along = (upper * upper - lower * lower + reach * reach) / (2.0 * reach)
     height = (upper * upper - along * along).clamp_min(1e-18).sqrt()  # (finite gradient when straight)
     bend = (mid - start) - ((mid - start) * toward).sum(-1, keepdim=True) * toward
@@ -270,8 +272,8 @@ def fit_bone_lengths(joints: Array, bone_lengths: Array | None = None, keep_limb
                 continue
             if keep_limb_ends and child in LIMB_IK:
                 tip = LIMB_IK[child]
-                out[child], out[tip] = _two_bone_ik(out[parent], pos[..., child, :], pos[..., tip, :],
-                                                    lengths[child], lengths[tip])
+                out[child], out[tip] = two_bone_ik(out[parent], pos[..., child, :], pos[..., tip, :],
+                                                   lengths[child], lengths[tip])
                 continue
             bone = pos[..., child, :] - pos[..., parent, :]
             norm = bone.norm(dim=-1, keepdim=True)
