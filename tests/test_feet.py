@@ -1,0 +1,182 @@
+"""Foot cleanup (feet.py): known answers on constructed motions."""
+import numpy as np
+import pytest
+import torch
+
+import feet
+import utils
+from feet import FOOT_JOINTS, LEGS, clean_feet, ease, foot_contacts, hold_offsets, runs, tidy_spans
+
+FPS = 20
+TOE_DOWN = 0.68  # radians the ankles are pitched so that the toes point down (~9 cm below the ankle)
+
+
+def standing_pose(root_height: float = 0.80) -> np.ndarray:
+    """A standing pose (22, 3) with its toes pitched down and its knees bent, toes 1 cm above the floor."""
+    quats = np.tile([1.0, 0.0, 0.0, 0.0], (1, 22, 1))
+    for toe in (10, 11):  # a joint's rotation turns the bone that ends at it
+        quats[0, toe] = [np.cos(TOE_DOWN / 2), np.sin(TOE_DOWN / 2), 0.0, 0.0]
+    pose = utils.forward_kinematics(quats, np.array([[0.0, root_height, 0.0]]))[0]
+    lift = 0.01 - pose[[10, 11], 1].min()
+    return place_feet(pose[None], np.array([[0.0, lift, 0.0]]), np.array([[0.0, lift, 0.0]]))[0]
+
+
+def place_feet(joints: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """joints (T, 22, 3) with each foot (ankle and toe) moved by left / right (T, 3) and the
+    knee re-solved by two-bone IK with the skeleton's bone lengths (bending forward)."""
+    out = np.array(joints, np.float64)
+    for (hip, knee, ankle, toe), shift in zip(LEGS, (left, right)):
+        target = out[:, ankle] + shift
+        hint = out[:, knee] + np.array([0.0, 0.0, 0.1])
+        new_knee, new_ankle = utils.two_bone_ik(torch.from_numpy(out[:, hip]), torch.from_numpy(hint),
+                                                torch.from_numpy(target), utils.BONE_LENGTHS[knee],
+                                                utils.BONE_LENGTHS[ankle])
+        assert np.allclose(new_ankle.numpy(), target, atol=1e-9), "constructed foot out of reach"
+        out[:, toe] += shift
+        out[:, knee], out[:, ankle] = new_knee.numpy(), new_ankle.numpy()
+    return out
+
+
+def step_then_slide(T: int = 60) -> np.ndarray:
+    """The left foot in the air (frames 0-9), down and sliding 10 cm forward (10-39), in the
+    air again (40-59); the right foot planted and still throughout."""
+    left = np.zeros((T, 3))
+    left[:10, 1] = 0.25 * np.sin(np.linspace(np.pi / 2, np.pi, 10))  # coming down, straight down
+    left[10:40, 2] = np.linspace(0.0, 0.10, 30)
+    left[40:, 2] = 0.10
+    left[40:, 1] = 0.25 * np.sin(np.linspace(0.0, np.pi / 2, T - 40))
+    return place_feet(np.tile(standing_pose(), (T, 1, 1)), left, np.zeros((T, 3)))
+
+
+def bone_lengths(joints: np.ndarray) -> np.ndarray:
+    """(T, 21) bone lengths."""
+    return np.stack([np.linalg.norm(joints[:, j] - joints[:, p], axis=-1)
+                     for j, p in enumerate(utils.PARENTS) if p >= 0], axis=-1)
+
+
+def horizontal_speed(points: np.ndarray) -> np.ndarray:
+    """Per-step xz speed (T-1, ...) m/s."""
+    return np.linalg.norm(np.diff(points[..., [0, 2]], axis=0), axis=-1) * FPS
+
+
+# ---------------------------------------------------------------------------------------
+# Pieces
+# ---------------------------------------------------------------------------------------
+def test_runs_and_tidy_spans():
+    mask = np.array([0, 1, 1, 0, 0, 1, 1, 1, 0, 1, 0], bool)
+    assert runs(mask).tolist() == [[1, 3], [5, 8], [9, 10]]
+    # the 2-frame gap 3:5 and the 1-frame gap 8:9 are filled, giving one span 1:10
+    assert runs(tidy_spans(mask, gap=2, min_span=3)).tolist() == [[1, 10]]
+    # no filling: the spans shorter than 3 frames go
+    assert runs(tidy_spans(mask, gap=0, min_span=3)).tolist() == [[5, 8]]
+    assert runs(np.zeros(4, bool)).shape == (0, 2)
+
+
+def test_ease_is_a_smoothstep():
+    assert ease(np.array([-1.0, 0.0, 0.5, 1.0, 2.0])).tolist() == [0.0, 0.0, 0.5, 1.0, 1.0]
+    assert ease(np.array([0.25]))[0] == pytest.approx(0.15625)
+
+
+def test_hold_offsets_known_answer():
+    """A joint moving 1 cm a frame along x, planted on frames 4..7: held at their mean x
+    (0.055), the offset fading out with ease(1 - k/3) for k = 1, 2 frames on either side."""
+    points = np.zeros((12, 3))
+    points[:, 0] = 0.01 * np.arange(12)
+    points[:, 1] = -0.02  # below the floor: the hold lifts it to y = 0
+    planted = np.zeros(12, bool)
+    planted[4:8] = True
+    offsets, weights = hold_offsets(points, planted, blend=2)
+    held = points + offsets
+    assert np.allclose(held[4:8], [0.055, 0.0, 0.0])
+    assert weights[4:8].tolist() == [1.0] * 4 and weights[[0, 1, 10, 11]].tolist() == [0.0] * 4
+    fade = ease(np.array([2 / 3, 1 / 3]))
+    assert np.allclose(weights[[8, 9]], fade) and np.allclose(weights[[3, 2]], fade)
+    assert np.allclose(offsets[8], fade[0] * (np.array([0.055, 0.0, 0.0]) - points[7]))
+    assert np.allclose(offsets[2], fade[1] * (np.array([0.055, 0.0, 0.0]) - points[4]))
+
+
+def test_foot_contacts_height_speed_and_channels():
+    joints = step_then_slide()
+    contacts = foot_contacts(joints, fps=FPS)
+    assert contacts.shape == (60, 4) and contacts.dtype == bool
+    assert contacts[:, 2:].all()  # the right foot stands still on the floor all along
+    assert contacts[12:38, :2].all() and not contacts[[0, 1, 2, 50, 55, 59], :2].any()
+    # a low foot moving fast is in the air unless its contact channel says it is planted
+    fast = joints.copy()
+    fast[:, [8, 11], 2] += 0.05 * np.arange(60)[:, None]  # 1 m/s
+    assert not foot_contacts(fast, fps=FPS)[:, 2:].any()
+    channels = np.zeros((60, 4))
+    channels[:, 2:] = 1.0
+    assert foot_contacts(fast, channels, fps=FPS)[:, 2:].all()
+    with pytest.raises(ValueError, match=r"contact channels must be \(60, 4\)"):
+        foot_contacts(joints, channels[:-1])
+
+
+# ---------------------------------------------------------------------------------------
+# The cleanup on constructed motions
+# ---------------------------------------------------------------------------------------
+def test_a_sliding_planted_foot_ends_up_still_and_the_airborne_one_untouched():
+    joints = step_then_slide()
+    assert horizontal_speed(joints[12:38, [7, 10]]).mean() > 0.06  # it slides ~6.7 cm/s
+    out = clean_feet(joints, fps=FPS)
+    span = out.joints[12:38]
+    assert np.abs(span[:, [7, 10]] - span[:1, [7, 10]]).max() < 1e-6  # held still, x, y and z
+    assert span[0, 10, 2] == pytest.approx(joints[12:38, 10, 2].mean(), abs=0.01)  # near the slide's middle
+    # in the air the left leg is the input's (the hold has eased out by then), as is the still right foot
+    left = [4, 7, 10]
+    assert np.array_equal(out.joints[:4, left], joints[:4, left])
+    assert np.array_equal(out.joints[50:, left], joints[50:, left])
+    assert np.allclose(out.joints[:, [5, 8, 11]], joints[:, [5, 8, 11]], atol=1e-12)  # held where it stands
+    # only the left knee, ankle and toe moved, and nothing was lowered
+    moved = np.abs(out.joints - joints).max(axis=(0, 2)) > 1e-12
+    assert set(np.flatnonzero(moved)) == {4, 7, 10} and not out.root_drop.any()
+
+
+def test_no_pop_at_span_edges_and_bones_keep_their_lengths():
+    joints = step_then_slide()
+    out = clean_feet(joints, fps=FPS).joints
+    step_raw = np.linalg.norm(np.diff(joints, axis=0), axis=-1).max()
+    step_out = np.linalg.norm(np.diff(out, axis=0), axis=-1)  # (T-1, 22)
+    assert step_out.max() < step_raw + 0.02  # a hold eases in and out: at most 2 cm a frame more
+    assert np.abs(bone_lengths(out) - bone_lengths(joints)).max() < 1e-9
+    assert np.abs(bone_lengths(out) - utils.BONE_LENGTHS[1:]).max() < 1e-9
+
+
+def test_a_motion_in_the_air_is_untouched():
+    joints = step_then_slide()
+    joints[..., 1] += 0.5  # jumping: no foot near the floor
+    out = clean_feet(joints, fps=FPS)
+    assert not out.contacts.any() and np.array_equal(out.joints, joints)
+
+
+def test_cleanup_undoes_the_drag_of_a_root_correction():
+    """Standing still, the whole body dragged 0.5 m sideways over 6 s (what a root correction
+    does to an in-place motion pinned 0.5 m away): cleanup holds the planted toes (speed ~0),
+    keeps the root's path (the goal stays met) and the bone lengths; the legs reach by
+    lowering the body a little."""
+    T = 120
+    joints = np.tile(standing_pose(0.90), (T, 1, 1))  # legs nearly straight
+    joints[..., 0] += np.linspace(0.0, 0.5, T)[:, None]
+    raw_speed = horizontal_speed(joints[:, [10, 11]]).mean()
+    assert raw_speed == pytest.approx(0.5 / ((T - 1) / FPS))
+    out = clean_feet(joints, fps=FPS)
+    assert out.contacts.all()
+    assert horizontal_speed(out.joints[:, [10, 11]]).mean() < 0.002  # toes still: under 2 mm/s
+    assert np.allclose(out.joints[:, 0, [0, 2]], joints[:, 0, [0, 2]])  # root xz unchanged
+    assert np.abs(bone_lengths(out.joints) - bone_lengths(joints)).max() < 1e-9
+    assert 0.0 < out.root_drop.max() <= feet.ROOT_DROP_MAX
+    assert np.abs(np.diff(out.root_drop)).max() < 0.01  # lowered smoothly
+
+
+def test_contacts_given_and_bad_input():
+    joints = step_then_slide()
+    none = clean_feet(joints, contacts=np.zeros((60, 4), bool))
+    assert np.array_equal(none.joints, joints)
+    assert clean_feet(joints.astype(np.float32)).joints.dtype == np.float32
+    with pytest.raises(ValueError, match=r"clean_feet expects joints \(T, 22, 3\)"):
+        clean_feet(joints[:, :21])
+    with pytest.raises(ValueError, match="NaN"):
+        clean_feet(np.full((5, 22, 3), np.nan))
+    with pytest.raises(ValueError, match=r"contacts must be \(60, 4\)"):
+        clean_feet(joints, contacts=np.zeros((60, 3), bool))
+    assert FOOT_JOINTS == (7, 10, 8, 11)  # the order of the features' contact channels 259:263
