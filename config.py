@@ -1,16 +1,30 @@
 """CompositeConfig: the single source of every hyperparameter and path of the project.
 
-Every script builds one with `parse_config(argv)`, which maps `--field value` overrides
-(and `--config FILE.json`) onto the dataclass fields. The config is saved inside every
-checkpoint with `to_dict()` and restored with `from_dict()`.
+Every script builds one with `parse_config(argv)` (or `make_parser` + `config_from_args`), which
+maps `--field value` overrides (and `--config FILE.json`) onto the dataclass fields. The config is
+saved inside every checkpoint with `to_dict()` and restored with `from_dict()`.
+
+Documenting a field: declare it with a trailing `# one-line description` comment, under the
+`# ---- group ----` line it belongs to. `field_docs()` reads both from this file's source once,
+so `--help` shows every field in its group with its description (tests fail on a field without).
+The command line is plain argparse on purpose: tyro or simple-parsing would describe the fields
+as well, but with their own flag syntax (`--flag/--no-flag`, `--list a b`) and error format,
+while every existing command (`--fit_bones false`, `--eval_ddim_steps 5,10`) must keep working.
 """
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
+import difflib
+import functools
 import hashlib
+import inspect
+import io
 import json
+import re
 import sys
+import tokenize
 import typing
 from dataclasses import dataclass, field, fields
 from typing import Literal, Optional, Sequence
@@ -32,7 +46,7 @@ class CompositeConfig:
     synthetic_seed: int = 1234  # the embedded data set is a pure function of this seed
     fps: int = 20  # frames per second of every motion
     feature_dim: int = 263  # HumanML3D feature width for the 22-joint skeleton
-    num_joints: int = 22
+    num_joints: int = 22  # joints of the skeleton (22: SMPL without hands)
     min_motion_length: int = 40  # frames; shorter motions are skipped (HumanML3D rule)
     max_motion_length: int = 196  # frames; longer motions are randomly cropped
     keyframe_interval: int = 5  # frames between keyframes (first, every interval, last)
@@ -43,40 +57,39 @@ class CompositeConfig:
     clip_path: str = ""  # local ViT-B-32.pt; empty: CLIP's own cache (~/.cache/clip)
     text_batch_size: int = 256  # captions per batch when building the embedding cache
 
-    # ---- stage 1a: keyframe VQ-VAE ------------------------------------------------------
-    vq_codebook_size: int = 256
-    vq_code_dim: int = 64
+    # ---- VQ-VAE (stage 1a: keyframes -> tokens) -----------------------------------------
+    vq_codebook_size: int = 256  # entries of the codebook (the GPT's vocabulary, plus end and pad tokens)
+    vq_code_dim: int = 64  # width of each codebook vector
     vq_width: int = 128  # conv channels
     vq_depth: int = 2  # residual blocks in encoder and decoder
-    vq_ema_decay: float = 0.99
-    vq_commit_weight: float = 0.02
+    vq_ema_decay: float = 0.99  # moving-average decay of the codebook's updates (EMA codebook)
+    vq_commit_weight: float = 0.02  # weight of the commitment loss (encoder output to its code)
     vq_vel_loss_weight: float = 0.5  # weight of the keyframe-to-keyframe difference loss
-    vqvae_steps: int = 1200
+    vqvae_steps: int = 1200  # training steps of the VQ-VAE stage
 
-    # ---- stage 1b: keyframe GPT -------------------------------------------------------
-    gpt_n_layer: int = 3
-    gpt_n_head: int = 4
-    gpt_n_embd: int = 128
-    gpt_dropout: float = 0.1
+    # ---- GPT (stage 1b: text -> keyframe tokens) --------------------------------------
+    gpt_n_layer: int = 3  # transformer blocks
+    gpt_n_head: int = 4  # attention heads per block (must divide gpt_n_embd)
+    gpt_n_embd: int = 128  # token embedding width
+    gpt_dropout: float = 0.1  # dropout probability in training
     gpt_token_corruption: float = 0.1  # fraction of input tokens replaced at random (T2M-GPT)
     gpt_cond_drop: float = 0.1  # probability of dropping the text for classifier-free guidance
-    gpt_steps: int = 1500
-    # weights the GPT samples with: int8 (weight-only, per output channel) reads 4x fewer bytes per
-    # decoded token on CPU; float32 reproduces training numerics exactly. Training always uses float32.
-    gpt_weight_dtype: Literal["float32", "bfloat16", "int8"] = "float32"
-    # torch threads while the GPT samples (0: all of torch's). A batch-1 decoding step is a few
-    # small matrix-vector products; splitting them across cores costs more in synchronisation
-    # than it saves when the cores are shared.
-    gpt_decode_threads: int = 0
+    gpt_steps: int = 1500  # training steps of the GPT stage
+    # int8 (weight-only, per output channel) reads 4x fewer bytes per decoded token on CPU;
+    # float32 reproduces training numerics exactly. Training always uses float32.
+    gpt_weight_dtype: Literal["float32", "bfloat16", "int8"] = "float32"  # weights the GPT samples with
+    # A batch-1 decoding step is a few small matrix-vector products; splitting them across cores
+    # costs more in synchronisation than it saves when the cores are shared.
+    gpt_decode_threads: int = 0  # torch threads while the GPT samples (0: all of torch's)
 
-    # ---- stage 2: diffusion in-betweener ----------------------------------------------
-    diff_n_layer: int = 4
-    diff_n_head: int = 4
-    diff_n_embd: int = 128
-    diff_dropout: float = 0.1
+    # ---- diffusion (stage 2: keyframes -> dense motion) -------------------------------
+    diff_n_layer: int = 4  # transformer blocks of the denoiser
+    diff_n_head: int = 4  # attention heads per block (must divide diff_n_embd)
+    diff_n_embd: int = 128  # token width of the denoiser
+    diff_dropout: float = 0.1  # dropout probability in training
     diff_patch_size: int = 4  # frames per transformer token
     diff_timesteps: int = 1000  # training diffusion steps
-    diff_noise_schedule: Literal["cosine", "linear"] = "cosine"
+    diff_noise_schedule: Literal["cosine", "linear"] = "cosine"  # noise variance schedule over the timesteps
     diff_cond_drop: float = 0.1  # probability of dropping the text for classifier-free guidance
     diff_vel_loss_weight: float = 1.0  # weight of the MSE of x0's frame-to-frame differences (velocity)
     diff_acc_loss_weight: float = 1.0  # weight of the MSE of x0's second frame differences (acceleration)
@@ -89,46 +102,47 @@ class CompositeConfig:
     diff_keyframe_interp: Literal["linear", "cubic"] = "cubic"  # the keyframe interpolation the denoiser refines
     diff_exact_keyframes: bool = False  # the denoiser's residual is 0 at pinned entries (prediction = keyframes)
     diff_residual_envelope: bool = True  # the residual vanishes with zero slope at pinned entries (implies exact)
-    diffusion_steps: int = 1200
-    # weights the denoiser samples with: bfloat16 runs its matmuls on the CPU's bf16 units (AMX)
-    # from a cached bf16 copy; float32 reproduces training numerics exactly.
-    diff_weight_dtype: Literal["float32", "bfloat16"] = "float32"
+    diffusion_steps: int = 1200  # training steps of the diffusion stage
+    # bfloat16 runs its matmuls on the CPU's bf16 units (AMX) from a cached bf16 copy;
+    # float32 reproduces training numerics exactly.
+    diff_weight_dtype: Literal["float32", "bfloat16"] = "float32"  # weights the denoiser samples with
 
-    # ---- sampling defaults ------------------------------------------------------------
-    temperature: float = 1.0
+    # ---- sampling (generation defaults) -----------------------------------------------
+    temperature: float = 1.0  # GPT sampling temperature (0: greedy)
     top_k: int = 0  # 0: no top-k filter
     top_p: float = 1.0  # 1.0: no nucleus filter
-    gpt_guidance_scale: float = 2.0
+    gpt_guidance_scale: float = 2.0  # GPT classifier-free guidance (1: none)
     guidance_scale: float = 2.0  # diffusion classifier-free guidance
     num_inbetween_steps: int = 10  # DDIM steps
-    max_generate_length: int = 196  # frames; the longest motion generate_composite accepts (keep it
-    # <= the max_motion_length the models were trained with: longer motions are beyond the trained positions)
-    sampler: Literal["ddim", "ddpm"] = "ddim"
+    # keep it <= the max_motion_length the models were trained with: longer motions are beyond the
+    # trained positions (timelines of any length are windows of at most this)
+    max_generate_length: int = 196  # frames; the longest motion one sampling call accepts
+    sampler: Literal["ddim", "ddpm"] = "ddim"  # diffusion sampler (ddpm: all diff_timesteps steps)
     fit_bones: bool = True  # decode joints with the skeleton's exact bone lengths (utils.fit_bone_lengths)
 
-    # ---- optimisation -----------------------------------------------------------------
-    batch_size: int = 64
-    length_buckets: int = 0  # >0: each run of this many global batches is regrouped by motion length
-    # (fewer padded frames per batch; every sample still seen once an epoch; 0: random batches)
-    lr: float = 5e-4
-    weight_decay: float = 0.0
-    warmup_steps: int = 100
-    grad_clip: float = 1.0
+    # ---- optimisation and training ----------------------------------------------------
+    batch_size: int = 64  # motions per step, over all processes
+    # fewer padded frames per batch; every sample is still seen once an epoch
+    length_buckets: int = 0  # >0: each run of this many global batches is regrouped by motion length (0: random)
+    lr: float = 5e-4  # peak learning rate (AdamW, cosine decay)
+    weight_decay: float = 0.0  # AdamW weight decay
+    warmup_steps: int = 100  # steps of linear learning-rate warm-up
+    grad_clip: float = 1.0  # gradient norm clipping (0: off)
     eval_interval: int = 300  # steps between validation passes
     val_batches: int = 8  # batches per validation pass
     ckpt_interval: int = 300  # steps between checkpoints
     max_bad_steps: int = 5  # consecutive NaN/inf losses before training stops
 
     # ---- runtime ----------------------------------------------------------------------
-    seed: int = 0
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    seed: int = 0  # seed of training, sampling and the data order
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when present
     amp: bool = True  # bf16 autocast on CUDA
-    checkpoint_dir: str = "checkpoints"
-    results_dir: str = "results"
+    checkpoint_dir: str = "checkpoints"  # folder of vqvae.pt, gpt.pt, diffusion.pt
+    results_dir: str = "results"  # folder of evaluation reports and evaluator checkpoints
 
     # ---- evaluation -------------------------------------------------------------------
-    evaluator_steps: int = 1500
     # Protocol sizes: the defaults are a small CPU run; humanml3d() uses Guo et al.'s.
+    evaluator_steps: int = 1500  # training steps of the in-house matching evaluator
     eval_repeats: int = 3  # repeated metric runs for the 95% confidence interval (Guo et al.: 20)
     eval_num_samples: int = 256  # test motions per run (Guo et al.: the whole test split)
     eval_mm_repeats: int = 5  # samples per prompt for MultiModality (Guo et al.: 30)
@@ -138,7 +152,7 @@ class CompositeConfig:
     evaluator_hidden: int = 128  # conv/GRU width of the in-house matching evaluator and action classifier
     evaluator_dim: int = 128  # embedding size of the in-house matching evaluator
     classifier_steps: int = 500  # training steps of the action classifier (embedded data set)
-    evaluator_lr: float = 1e-3
+    evaluator_lr: float = 1e-3  # learning rate of the evaluator and classifiers
     evaluator_temperature: float = 0.1  # InfoNCE temperature over negative Euclidean distances
     evaluator_max_words: int = 24  # caption words the in-house text encoder reads
     eval_ddim_steps: str = "5,10,25,50"  # comma-separated DDIM step counts of the speed/quality rows
@@ -208,7 +222,8 @@ class CompositeConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ConfigError(f"unknown config key '{unknown[0]}' (see --help for the valid fields)")
+            raise ConfigError(f"unknown config key '{unknown[0]}'{suggest(unknown[0], sorted(known))} "
+                              "(see --help for the valid fields)")
         return cls(**data)
 
     def replace(self, **overrides) -> "CompositeConfig":
@@ -292,29 +307,163 @@ def _coerce(name: str, hint, value):
     return value
 
 
+# ---------------------------------------------------------------------------------------
+# Command line: one `--field value` option per field, described by the field's trailing comment
+# ---------------------------------------------------------------------------------------
+CONFIG_DEST = "cfg__"  # argparse dest prefix of the config fields' options
+_SECTION = re.compile(r"#\s*-{3,}\s*(\S.*?)\s*-{3,}\s*$")  # `# ---- group name ----`
+
+
+@dataclass(frozen=True)
+class FieldDoc:
+    group: str  # the `# ---- group ----` section the field is declared under
+    help: str  # the field's trailing `# comment` ("" when it has none)
+
+
+@functools.lru_cache(maxsize=None)
+def field_docs() -> dict[str, FieldDoc]:
+    """{field name: FieldDoc}, read once from CompositeConfig's source: each field's trailing
+    comment and the section line above it. Empty when the source cannot be read (frozen apps)."""
+    try:
+        source = inspect.getsource(CompositeConfig)
+    except (OSError, TypeError):
+        return {}
+    comments = {}  # line -> (text, trailing: code precedes it on its line)
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type == tokenize.COMMENT:
+            comments[tok.start[0]] = (tok.string, bool(tok.line[:tok.start[1]].strip()))
+    sections = [(line, m.group(1)) for line, (text, trailing) in sorted(comments.items())
+                if not trailing and (m := _SECTION.match(text))]
+    docs = {}
+    for node in ast.parse(source).body[0].body:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            group = next((name for line, name in reversed(sections) if line < node.lineno), "other")
+            text, trailing = comments.get(node.end_lineno, ("", False))
+            docs[node.target.id] = FieldDoc(group, text.lstrip("#").strip() if trailing else "")
+    return docs
+
+
+def suggest(name: str, valid: Sequence[str]) -> str:
+    """' (did you mean X?)' for the valid name closest to a misspelt one, else ''."""
+    close = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
 class OneLineParser(argparse.ArgumentParser):
-    """argparse that reports errors as one line on stderr and exits with code 2."""
+    """argparse that reports errors as one line on stderr, with the nearest valid option or
+    choice for a misspelt one, and exits with code 2."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        self.argv_seen = list(sys.argv[1:] if args is None else args)  # for error(): misspelt options
+        return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> typing.NoReturn:
-        message = message.replace("unrecognized arguments:", "unknown option(s):")
+        valid = [s for action in self._actions for s in action.option_strings]
+        if message.startswith("unrecognized arguments: "):
+            unknown = [a.split("=")[0] for a in message.split(": ", 1)[1].split() if a.startswith("-")]
+            if unknown:
+                message = "; ".join(f"unknown option {name}{suggest(name, valid)}" for name in unknown)
+            else:
+                message = message.replace("unrecognized arguments:", "unexpected argument(s):")
+        elif message.startswith("the following arguments are required"):
+            unknown = [a.split("=")[0] for a in getattr(self, "argv_seen", []) if a.startswith("--")
+                       and a.split("=")[0] not in valid]
+            message += "".join(f"; unknown option {name}{suggest(name, valid)}" for name in unknown)
+        choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)$", message)
+        if choice:
+            message += suggest(choice.group(1), re.findall(r"'([^']*)'", choice.group(2)))
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def make_parser(description: str, prog: Optional[str] = None) -> argparse.ArgumentParser:
-    """An ArgumentParser with `--config FILE.json` and one `--field value` option per field.
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Adds '(default: X)' to an option's help unless it says it already or there is none to show;
+    option names up to 28 characters share their line with the help."""
 
-    Scripts add their own options to it before calling `parse_config`.
+    def __init__(self, prog: str, max_help_position: int = 30, **kwargs) -> None:
+        super().__init__(prog, max_help_position=max_help_position, **kwargs)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, "", argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action)
+
+
+class ConfigParser(OneLineParser):
+    """OneLineParser whose help reads: the purpose, the script's own options, then the config
+    fields in their groups; the usage line lists the script's own options only."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        self.config_groups: list = []  # argument groups of the config fields, listed last
+        super().__init__(*args, **kwargs)
+
+    def add_argument_group(self, *args, **kwargs):
+        """A script's own groups are listed before the config fields' groups."""
+        group = super().add_argument_group(*args, **kwargs)
+        if self.config_groups:
+            self._action_groups.remove(group)
+            self._action_groups.insert(self._action_groups.index(self.config_groups[0]), group)
+        return group
+
+    def add_config_group(self, title: str, description: Optional[str] = None):
+        """A group of config fields, listed after every group of the script's own."""
+        group = super().add_argument_group(title, description)
+        self.config_groups.append(group)
+        return group
+
+    def compact_usage(self) -> str:
+        own = [a for a in self._actions if not a.dest.startswith(CONFIG_DEST) and a.dest != "config"]
+        formatter = self._get_formatter()
+        formatter.add_usage(None, own, [], prefix="usage: ")
+        indent = " " * (len("usage: ") + len(self.prog) + 1)
+        text = formatter.format_help().strip()[len("usage: "):] + f"\n{indent}[--config FILE.json] [--FIELD VALUE ...]"
+        return text.replace("%", "%%")
+
+    def format_usage(self) -> str:
+        return self.with_compact_usage(super().format_usage)
+
+    def format_help(self) -> str:
+        return self.with_compact_usage(super().format_help)
+
+    def with_compact_usage(self, fmt: typing.Callable[[], str]) -> str:
+        saved = self.usage
+        self.usage = saved or self.compact_usage()
+        try:
+            return fmt()
+        finally:
+            self.usage = saved
+
+
+def field_help(name: str, default) -> str:
+    """The --help line of one field: its description and default."""
+    shown = str(default).lower() if isinstance(default, bool) else repr(default) if isinstance(default, str) else default
+    doc = field_docs().get(name)
+    text = f"{doc.help} (default: {shown})" if doc and doc.help else f"(default: {shown})"
+    return text.replace("%", "%%")
+
+
+def make_parser(description: str, prog: Optional[str] = None) -> argparse.ArgumentParser:
+    """An ArgumentParser with `--config FILE.json` and one `--field value` option per field, in
+    the groups of config.py, each described by its field's comment.
+
+    Scripts add their own options (and groups) to it before calling `config_from_args`; their
+    options come first in --help.
     """
-    parser = OneLineParser(prog=prog, description=description,
-                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--config", default=None, metavar="FILE.json",
+    parser = ConfigParser(prog=prog, description=description, formatter_class=HelpFormatter)
+    config = parser.add_config_group(
+        "config", "every field below is a --FIELD VALUE option and a key of --config FILE.json "
+                  "(defaults < file < options); booleans take true/false")
+    config.add_argument("--config", default=None, metavar="FILE.json",
                         help="JSON file of config fields (command-line options override it)")
-    group = parser.add_argument_group("CompositeConfig fields")
     hints = typing.get_type_hints(CompositeConfig)
+    docs = field_docs()
+    groups: dict[str, typing.Any] = {}
     for f in fields(CompositeConfig):
+        title = docs[f.name].group if f.name in docs else "other"
+        if title not in groups:
+            groups[title] = parser.add_config_group(f"config: {title}")
         hint = hints[f.name]
-        kwargs = dict(default=argparse.SUPPRESS, dest=f"cfg__{f.name}",
-                      help=f"(default: {f.default!r})")
+        kwargs = dict(default=argparse.SUPPRESS, dest=f"{CONFIG_DEST}{f.name}", help=field_help(f.name, f.default))
         if typing.get_origin(hint) is Literal:
             kwargs["choices"] = list(typing.get_args(hint))
         elif hint in (int, float):
@@ -323,7 +472,7 @@ def make_parser(description: str, prog: Optional[str] = None) -> argparse.Argume
             kwargs["metavar"] = "BOOL"
         else:
             kwargs["metavar"] = "STR"
-        group.add_argument(f"--{f.name}", **kwargs)
+        groups[title].add_argument(f"--{f.name}", **kwargs)
     return parser
 
 
@@ -345,8 +494,8 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
             if not isinstance(data, dict):
                 raise ConfigError(f"config file {args.config} must hold a JSON object of field: value")
         for key, value in vars(args).items():
-            if key.startswith("cfg__"):
-                data[key[len("cfg__"):]] = value
+            if key.startswith(CONFIG_DEST):
+                data[key[len(CONFIG_DEST):]] = value
         return CompositeConfig.from_dict(data)
     except ConfigError as exc:
         parser.exit(2, f"{parser.prog}: error: {exc}\n")

@@ -53,17 +53,24 @@ def row_plan(args) -> RowPlan:
     return RowPlan(tuple(groups), guidance_scales=guidance, etas=etas)
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def make_cli_parser():
+    """evaluate.py's options, then every config field."""
     parser = make_parser(__doc__.split("\n\n")[0], prog="evaluate.py")
     parser.add_argument("--train_evaluator", action="store_true",
                         help="train checkpoints/evaluator.pt (and the label classifiers) on the train split, then stop")
-    parser.add_argument("--rows", nargs="+", choices=ROW_CHOICES, default=list(DEFAULT_ROWS),
-                        help="row groups to evaluate (ddim: the composite at each of --eval_ddim_steps; pinned: "
-                             "with the test motions' own poses pinned in world space)")
+    parser.add_argument("--rows", nargs="+", choices=ROW_CHOICES, default=list(DEFAULT_ROWS), metavar="ROW",
+                        help=f"row groups to evaluate, of {', '.join(ROW_CHOICES)} (ddim: the composite at each "
+                             "of --eval_ddim_steps; pinned: with the test motions' own poses pinned in world "
+                             f"space; default: {' '.join(DEFAULT_ROWS)})")
     parser.add_argument("--guidance_sweep", default="", metavar="G1,G2,...",
                         help="also evaluate the composite at these diffusion guidance scales")
     parser.add_argument("--eta_sweep", default="", metavar="E1,E2,...",
                         help="also evaluate the composite at these DDIM eta values (0: deterministic DDIM)")
+    return parser
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = make_cli_parser()
     args = parser.parse_args(argv)
     cfg = config_from_args(args, parser)
     try:

@@ -177,8 +177,8 @@ def make_cli_parser():
     opts.add_argument("--num_samples", default="1", help="samples per prompt")
     opts.add_argument("--out", default="sample_composite_output.npy",
                       help="output path; more samples get _<i> suffixes")
-    opts.add_argument("--format", nargs="+", default=["npy"], choices=OUTPUT_FORMATS,
-                      help="what to write (several allowed)")
+    opts.add_argument("--format", nargs="+", default=["npy"], choices=OUTPUT_FORMATS, metavar="FORMAT",
+                      help=f"what to write, one or several of: {', '.join(OUTPUT_FORMATS)} (default: npy)")
     opts.add_argument("--timeline", default=None,
                       help="prompts in a row with their seconds, one continuous motion of any length: "
                            "'a person walks forward:4; a person waves with the right hand:3' "

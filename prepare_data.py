@@ -24,7 +24,6 @@ every split). Splits are by take, stratified by (content, style), every label in
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -37,6 +36,7 @@ from typing import Literal, Optional, Union
 import numpy as np
 
 from bvh import import_bvh
+from config import HelpFormatter, OneLineParser
 from motion_io.captions import caption_line, label_captions, mirror_text, read_captions_csv, take_labels
 from motion_io.retarget import mirror_joints
 from motion_io.splits import SPLITS, missing_labels, stratified_split
@@ -280,9 +280,10 @@ def prepare_dataset(bvh_dir: str, out: str, options: Optional[PrepareOptions] = 
     return summary
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="prepare_data.py", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+def make_cli_parser() -> OneLineParser:
+    """prepare_data.py's options (one-line errors that suggest the nearest option)."""
+    parser = OneLineParser(
+        prog="prepare_data.py", formatter_class=HelpFormatter,
         description="Build a data set in the HumanML3D layout (new_joints/, new_joint_vecs/, texts/, "
                     "train/val/test.txt, Mean/Std.npy, labels.json) from a folder of BVH files.",
         epilog="Train on it with: python train.py --dataset_root OUT (its prepare.json gives the loader "
@@ -307,7 +308,11 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", type=int, default=0, help="processes (0: up to 2)")
     parser.add_argument("--rebuild", action="store_true", help="re-import every take instead of reusing OUT")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = make_cli_parser().parse_args(argv)
     try:
         fractions = tuple(float(f) for f in args.split.split(","))
         options = PrepareOptions(args.rig, args.fps, args.min_length, args.captions_csv, args.num_captions,

@@ -18,7 +18,8 @@ import torch
 
 from config import CompositeConfig, ConfigError, config_from_args, make_parser
 from dataset import DataError
-from runtime import CheckpointError, DistInfo, init_distributed, print_main, seed_everything, select_device
+from runtime import (CheckpointError, DistInfo, checkpoint_path, init_distributed, print_main, seed_everything,
+                     select_device)
 from training.data import BatchStream
 from training.loop import CheckpointPlan, DataSpec, Interrupted, StageJob, Trainer, TrainingError, cosine_lr
 from training.stages import (STAGE_PREFIXES, STAGES, DiffusionTrainingStep, GPTTrainingStep, Stage, TextTable,
@@ -49,13 +50,35 @@ def train(cfg: CompositeConfig, stage: str = "all", resume: bool = False) -> lis
             torch.distributed.destroy_process_group()
 
 
-def main(argv: list[str] | None = None) -> int:
+def make_cli_parser():
+    """train.py's options, then every config field."""
     parser = make_parser(__doc__.split("\n\n")[0], prog="train.py")
     parser.add_argument("--stage", choices=["vqvae", "gpt", "diffusion", "all"], default="all",
                         help="which stage to train")
     parser.add_argument("--resume", action="store_true", help="continue each stage from its checkpoint")
+    return parser
+
+
+def overwrite_warning(cfg: CompositeConfig, stage: str, resume: bool) -> str | None:
+    """One line when a fresh run would overwrite the stages' existing checkpoints, else None."""
+    names = STAGES if stage == "all" else (stage,)
+    existing = [path for path in (checkpoint_path(cfg, name) for name in names) if os.path.isfile(path)]
+    if resume or not existing:
+        return None
+    return (f"train.py: warning: {', '.join(existing)} exist{'s' if len(existing) == 1 else ''}; this run starts "
+            f"afresh and overwrites {'it' if len(existing) == 1 else 'them'} at its first checkpoint "
+            f"(step {cfg.ckpt_interval}, --ckpt_interval, or a stage's end if sooner); to continue "
+            f"{'it' if len(existing) == 1 else 'them'} instead, run python train.py --resume "
+            "(or pass another --checkpoint_dir)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = make_cli_parser()
     args = parser.parse_args(argv)
     cfg = config_from_args(args, parser)
+    warning = overwrite_warning(cfg, args.stage, args.resume)
+    if warning and os.environ.get("RANK", "0") == "0":  # torchrun: rank 0 speaks for all
+        print(warning, file=sys.stderr, flush=True)
     try:
         train(cfg, args.stage, args.resume)
     except Interrupted as stop:

@@ -39,7 +39,7 @@ from scipy.ndimage import gaussian_filter1d
 
 
 from runtime import check_out_path, write_atomic
-from config import OneLineParser
+from config import HelpFormatter, OneLineParser
 from utils import KINEMATIC_CHAIN, NUM_JOINTS, as_joints, facing_rotation, qrot
 
 FORMATS = ("gif", "mp4")
@@ -475,9 +475,10 @@ def visualize_motion_file(path: str, title: Optional[str] = None, fps: Optional[
 # ---------------------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------------------
-def _parser() -> OneLineParser:
-    parser = OneLineParser(prog="visualize.py", description="Render a motion file as a 3D skeleton "
-                            "animation (GIF/MP4) or a filmstrip PNG, saved beside the input.")
+def make_cli_parser() -> OneLineParser:
+    parser = OneLineParser(prog="visualize.py", formatter_class=HelpFormatter,
+                           description="Render a motion file as a 3D skeleton animation (GIF/MP4) or a "
+                                       "filmstrip PNG, saved beside the input.")
     parser.add_argument("file", help=".npy joints (T,22,3) / features (T,263), or a generate.py .npz bundle")
     parser.add_argument("--out", default=None, help="output path (default: beside the input, "
                         "FILE.gif / FILE.mp4, or FILE_filmstrip.png with --filmstrip)")
@@ -491,7 +492,7 @@ def _parser() -> OneLineParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point; returns the exit code (0 ok, 2 bad input)."""
-    parser = _parser()
+    parser = make_cli_parser()
     args = parser.parse_args(argv)
     try:
         if args.filmstrip and args.format:

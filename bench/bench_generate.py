@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from config import CompositeConfig, ConfigError, make_parser  # noqa: E402
+from config import CONFIG_DEST, CompositeConfig, ConfigError, make_parser  # noqa: E402
 from costs import StageCosts  # noqa: E402
 from pipeline import STAGES, Composite  # noqa: E402
 from runtime import CheckpointError, select_device  # noqa: E402
@@ -232,7 +232,7 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, CompositeConfig]:
                              "(low-precision weights, decode threads) undone")
     parser.add_argument("--profile", action="store_true", help="also print torch.profiler's top ops of one motion")
     args = parser.parse_args(argv)
-    overrides = {k[len("cfg__"):]: v for k, v in vars(args).items() if k.startswith("cfg__")}
+    overrides = {k[len(CONFIG_DEST):]: v for k, v in vars(args).items() if k.startswith(CONFIG_DEST)}
     if args.config:
         with open(args.config) as fh:
             overrides = {**json.load(fh), **overrides}

@@ -48,12 +48,18 @@ def stage_modules(cfg, text_dim: int, device, mean, std):
             ("diffusion", diff_step, lambda b: (b["motion"], b["lengths"], b["padding_mask"], b["text_emb"]))]
 
 
-def main() -> None:
+def make_cli_parser():
+    """bench_train.py's options, then every config field."""
     parser = make_parser(__doc__.split("\n\n")[0], prog="bench_train.py")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per stage (after 3 warm-up steps)")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--text_dim", type=int, default=384, help="text embedding width (384 MiniLM, 512 CLIP)")
-    args = parser.parse_args()
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = make_cli_parser()
+    args = parser.parse_args(argv)
     cfg = config_from_args(args, parser)
     torch.set_num_threads(args.threads)
     device = select_device(cfg)
