@@ -7,11 +7,12 @@ the floor), and return metres / seconds-based units stated per function.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
-from utils import BONE_LENGTHS, FOOT_IDX_LEFT, FOOT_IDX_RIGHT, PARENTS
+from utils import BONE_LENGTHS, FOOT_IDX_LEFT, FOOT_IDX_RIGHT, FOOT_SLICE, PARENTS
 
 FOOT_JOINTS = FOOT_IDX_LEFT + FOOT_IDX_RIGHT  # ankles and feet (toes), for penetration
 # Foot skating as GMD defines it (see foot_skating_ratio).
@@ -20,6 +21,17 @@ CONTACT_HEIGHT = 0.05  # m: a foot below this height touches the floor
 SKATING_SPEED = 0.5  # m/s: a touching foot moving faster than this horizontally slides
 SKATING_WINDOW = 5  # steps over which the speed is averaged as well
 STILL_ACCELERATION = 1e-6  # m/s^2: mean joint accelerations below this are round-off, not motion
+# Toe skating as Kimodo measures it (see toe_skating_speed), and the features' own contact flags.
+TOE_JOINTS = (10, 11)  # left toe (foot), right toe
+TOE_CONTACT_CHANNELS = (FOOT_SLICE.start + 1, FOOT_SLICE.start + 3)  # 260, 262: left / right toe of 259:263
+PLANTED_FLAG = 0.5  # a contact channel above this marks the joint planted (ground truth's are 0 or 1)
+# Seams: a joint's displacement against ground truth's at the same root speed (see SeamReference).
+ROOT_SPEED_EDGES = (0.1, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0)  # m/s, inner edges of the speed bins
+ROOT_CONTEXT_STEPS = 4  # the root's velocity at a step: the median over this many steps either side
+SEAM_PERCENTILE = 100.0  # ground truth's displacement limit per speed bin and joint: its largest
+MIN_BIN_STEPS = 50  # a speed bin with fewer ground-truth steps borrows the limits of the nearest fuller bin
+SEAM_REACH = 2  # steps either side of a seam whose displacements are checked
+TRANSITION_REACH = 15  # jerk entries either side of a seam in FlowMDM's transition curve (1.5 s at 20 fps)
 
 
 def _as_float64(x) -> np.ndarray:
@@ -202,6 +214,67 @@ def foot_skating_ratio(joints, fps: int = 20, contact_height: float = CONTACT_HE
     return float(skating.any(axis=0).mean())
 
 
+def toe_height_contact(joints, height: float = CONTACT_HEIGHT) -> np.ndarray:
+    """(2, T-1) bool: toe (joints 10, 11) within `height` of the floor y = 0 at both frames of
+    step t -> t+1. joints (T >= 2, 22, 3)."""
+    joints = _check_joints(joints, 2, "toe_height_contact")
+    toe_y = joints[:, TOE_JOINTS, 1].T  # (2, T)
+    return (toe_y[:, :-1] < height) & (toe_y[:, 1:] < height)
+
+
+def toe_speeds(joints, fps: int = 20) -> np.ndarray:
+    """(2, T-1) horizontal (xz) speed (m/s) of each toe over step t -> t+1. joints (T >= 2, 22, 3)."""
+    joints = _check_joints(joints, 2, "toe_speeds")
+    toes = joints[:, TOE_JOINTS][..., [0, 2]].transpose(1, 0, 2)  # (2, T, 2)
+    return np.linalg.norm(np.diff(toes, axis=1), axis=-1) * fps
+
+
+def toe_skating_speed(joints, fps: int = 20, height: float = CONTACT_HEIGHT) -> float:
+    """Foot skating as Kimodo measures it (NVIDIA, 2026: "foot skate from height"): the mean
+    horizontal speed (cm/s) of the toes (joints 10, 11) over the steps in which the toe is within
+    `height` (5 cm) of the floor y = 0 (at both frames of the step), both toes pooled, with no
+    speed threshold (unlike GMD's ratio, a slow drag counts). 0 for planted toes that stay put;
+    NaN when no toe comes near the floor. joints (T >= 2, 22, 3) metres, y up."""
+    near = toe_height_contact(joints, height)  # (2, T-1)
+    return float(toe_speeds(joints, fps)[near].mean() * 100) if near.any() else float("nan")
+
+
+def toe_contact_flags(features) -> np.ndarray:
+    """(2, T) bool: the features' own contact channels of the left / right toe (260, 262 of the
+    263: HumanML3D sets them from the joint's velocity, not its height) mark it planted.
+    features (T, 263)."""
+    features = _as_float64(features)
+    if features.ndim != 2 or features.shape[1] <= max(TOE_CONTACT_CHANNELS):
+        raise ValueError(f"toe_contact_flags needs features (T, 263), got shape {features.shape}")
+    return features[:, TOE_CONTACT_CHANNELS].T > PLANTED_FLAG
+
+
+def _flags_and_steps(joints, features, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(toe contact flags (2, T-1) of steps t -> t+1, joints (T, 22, 3)) of one motion."""
+    joints = _check_joints(joints, 2, name)
+    flags = toe_contact_flags(features)
+    if flags.shape[1] != len(joints):
+        raise ValueError(f"{name} needs features and joints of one length, got {flags.shape[1]} and {len(joints)}")
+    return flags[:, :-1], joints  # the flag of frame t is about step t -> t+1 (HumanML3D's rule)
+
+
+def flagged_toe_speed(joints, features, fps: int = 20) -> float:
+    """Mean horizontal toe speed (cm/s) over the steps t -> t+1 whose frame t the features'
+    contact channel marks planted (toes 10, 11 and channels 260, 262, both pooled): how still a
+    foot is where the motion itself says it is planted. NaN when no toe is flagged.
+    joints (T, 22, 3), features (T, 263) of the same motion."""
+    flags, joints = _flags_and_steps(joints, features, "flagged_toe_speed")
+    return float(toe_speeds(joints, fps)[flags].mean() * 100) if flags.any() else float("nan")
+
+
+def contact_agreement(joints, features, height: float = CONTACT_HEIGHT) -> float:
+    """Fraction of (toe, step) pairs in which the features' toe contact channel and the height
+    test (toe within `height` of the floor, see toe_height_contact) agree. Ground truth does not
+    score 1: its channels come from the toe's speed. joints (T, 22, 3), features (T, 263)."""
+    flags, joints = _flags_and_steps(joints, features, "contact_agreement")
+    return float((flags == toe_height_contact(joints, height)).mean())
+
+
 def foot_penetration(joints) -> float:
     """Mean depth (m) of the lowest foot joint (ankles, feet) below the floor y = 0, over
     frames (0 when the feet never go under the floor). joints (T, 22, 3)."""
@@ -282,3 +355,133 @@ def keyframe_adherence(motion, keyframes, keyframe_idx) -> float:
     if idx.min() < 0 or idx.max() >= len(motion):
         raise ValueError(f"keyframe_idx must lie in [0, {len(motion) - 1}], got {idx.min()}..{idx.max()}")
     return float(np.linalg.norm(motion[idx] - keyframes, axis=-1).mean())
+
+
+# ---------------------------------------------------------------------------------------
+# Seams: does a motion pop where two pieces of it meet?
+# ---------------------------------------------------------------------------------------
+def root_context_velocity(joints, reach: int = ROOT_CONTEXT_STEPS) -> np.ndarray:
+    """(T-1, 3) the root's steady velocity (m per step) around each step t -> t+1: the
+    per-coordinate median of its steps t-reach .. t+reach (one odd step does not move it).
+    joints (T >= 2, 22, 3)."""
+    joints = _check_joints(joints, 2, "root_context_velocity")
+    steps = np.diff(joints[:, 0], axis=0)  # (T-1, 3)
+    return np.stack([np.median(steps[max(t - reach, 0):t + reach + 1], axis=0) for t in range(len(steps))])
+
+
+def relative_displacements(joints, reach: int = ROOT_CONTEXT_STEPS) -> np.ndarray:
+    """(T-1, 22) how far (m) each joint moves in step t -> t+1 beyond the root's steady motion
+    around it: |x_j[t+1] - x_j[t] - root_context_velocity[t]|. A whole-body pop of d metres adds
+    d to every joint, while the torso of a real motion stays within a few cm of its root's pace."""
+    joints = _check_joints(joints, 2, "relative_displacements")
+    return np.linalg.norm(np.diff(joints, axis=0) - root_context_velocity(joints, reach)[:, None], axis=-1)
+
+
+def speed_bins(joints, fps: int = 20, edges: Sequence[float] = ROOT_SPEED_EDGES) -> np.ndarray:
+    """(T-1,) the root speed bin (0 .. len(edges)) of each step: the speed (m/s) of its
+    root_context_velocity against the bins' inner edges."""
+    speed = np.linalg.norm(root_context_velocity(joints), axis=-1) * fps
+    return np.digitize(speed, np.asarray(edges))
+
+
+@dataclass(frozen=True)
+class SeamReference:
+    """What ground truth does, for judging seams: per root speed bin and joint, a high percentile
+    of the joint's relative displacement per step (see relative_displacements), and the mean of
+    FlowMDM's jerk curve (see jerk_curve), the baseline of the area under the jerk."""
+    limits: np.ndarray  # (B, 22) m per step, B = len(speed_edges) + 1
+    steps: np.ndarray  # (B,) ground-truth steps that fell in each bin
+    jerk_level: float  # m/s^3
+    fps: int
+    speed_edges: tuple = ROOT_SPEED_EDGES
+
+
+def seam_reference(motions: Sequence, fps: int = 20, percentile: float = SEAM_PERCENTILE,
+                   speed_edges: Sequence[float] = ROOT_SPEED_EDGES) -> SeamReference:
+    """The SeamReference of ground-truth motions (each (T_i >= 4, 22, 3)). A bin with fewer than
+    MIN_BIN_STEPS steps takes the limits of the nearest bin that has enough."""
+    motions = [_check_joints(m, 4, "seam_reference") for m in motions]
+    displacement = np.concatenate([relative_displacements(m) for m in motions])  # (N, 22)
+    bins = np.concatenate([speed_bins(m, fps, speed_edges) for m in motions])  # (N,)
+    num_bins = len(speed_edges) + 1
+    steps = np.bincount(bins, minlength=num_bins)
+    full = np.flatnonzero(steps >= MIN_BIN_STEPS)
+    if not len(full):
+        raise ValueError(f"seam_reference needs at least {MIN_BIN_STEPS} steps in one root speed bin, "
+                         f"got {steps.tolist()}: pass more or longer motions")
+    limits = np.zeros((num_bins, displacement.shape[1]))
+    for b in range(num_bins):
+        source = full[np.argmin(np.abs(full - b))]
+        limits[b] = np.percentile(displacement[bins == source], percentile, axis=0)
+    level = float(np.concatenate([jerk_curve(m, fps) for m in motions]).mean())
+    return SeamReference(limits, steps, level, fps, tuple(speed_edges))
+
+
+def seam_displacement_ratio(joints, seam: int, reference: SeamReference, reach: int = SEAM_REACH) -> float:
+    """The worst ratio, over the joints and the steps within `reach` of the seam step (s-1 -> s
+    for a seam at frame s), of a joint's relative displacement to ground truth's limit for that
+    joint at the step's root speed. Above 1: some joint jumps further in one step at the seam than
+    ground truth does at that pace (a pop). joints (T, 22, 3)."""
+    joints = _check_joints(joints, 4, "seam_displacement_ratio")
+    if not 1 <= seam <= len(joints) - 1:
+        raise ValueError(f"seam frame must lie in [1, {len(joints) - 1}], got {seam}")
+    lo, hi = max(seam - 1 - reach, 0), min(seam + reach, len(joints) - 1)  # steps lo .. hi-1
+    bins = speed_bins(joints, reference.fps, reference.speed_edges)[lo:hi]
+    ratio = relative_displacements(joints)[lo:hi] / reference.limits[bins]  # (steps, 22)
+    return float(ratio.max())
+
+
+def jerk_curve(joints, fps: int = 20) -> np.ndarray:
+    """FlowMDM's per-frame jerk (Barquero et al. 2024, "Seamless Human Motion Composition with
+    Blended Positional Encodings"): the largest, over joints, L1 norm (|x| + |y| + |z|) of the
+    third difference of joint positions, here scaled to m/s^3. (T-3,): entry i spans frames
+    i .. i+3. joints (T >= 4, 22, 3)."""
+    joints = _check_joints(joints, 4, "jerk_curve")
+    return np.abs(np.diff(joints, n=3, axis=0)).sum(-1).max(-1) * fps ** 3
+
+
+def transition_jerk(joints, seams: Sequence[int], fps: int = 20, reach: int = TRANSITION_REACH) -> np.ndarray:
+    """(S, 2 reach + 1) jerk_curve around each seam frame s: entries s - 2 + k for k = -reach ..
+    reach (k = 0 spans frames s-2 .. s+1, centred on the seam step s-1 -> s); NaN beyond the motion."""
+    curve = jerk_curve(joints, fps)
+    out = np.full((len(seams), 2 * reach + 1), np.nan)
+    for row, seam in enumerate(seams):
+        idx = np.arange(seam - 2 - reach, seam - 1 + reach)
+        inside = (idx >= 0) & (idx < len(curve))
+        out[row, inside] = curve[idx[inside]]
+    return out
+
+
+def peak_jerk(curves) -> float:
+    """FlowMDM's Peak Jerk: the maximum of the transition jerk curves (S, L) averaged over seams (m/s^3)."""
+    return float(np.nanmax(np.nanmean(_as_float64(curves), axis=0)))
+
+
+def area_under_jerk(curves, level: float, fps: int = 20) -> float:
+    """FlowMDM's Area Under the Jerk: the seam-averaged transition jerk curve's absolute distance
+    from ground truth's mean jerk `level`, summed over the curve (here times 1/fps: m/s^2)."""
+    mean = np.nanmean(_as_float64(curves), axis=0)
+    return float(np.abs(mean[~np.isnan(mean)] - level).sum() / fps)
+
+
+@dataclass
+class SeamScores:
+    """A motion's seams judged against ground truth."""
+    seams: list  # seam frames
+    displacement_ratios: list  # seam_displacement_ratio per seam (above 1: a pop)
+    peak_jerk: float  # m/s^3 over the seams' transition curves
+    area_under_jerk: float  # m/s^2
+    jerk_level: float  # ground truth's mean jerk curve (m/s^3), the AUJ baseline
+
+    @property
+    def passed(self) -> bool:
+        return all(r <= 1.0 for r in self.displacement_ratios)
+
+
+def score_seams(joints, seams: Sequence[int], reference: SeamReference) -> SeamScores:
+    """Displacement ratio per seam, Peak Jerk and Area Under the Jerk over them. joints (T, 22, 3)."""
+    seams = [int(s) for s in seams]
+    curves = transition_jerk(joints, seams, reference.fps)
+    return SeamScores(seams, [seam_displacement_ratio(joints, s, reference) for s in seams],
+                      peak_jerk(curves), area_under_jerk(curves, reference.jerk_level, reference.fps),
+                      reference.jerk_level)

@@ -172,3 +172,117 @@ def test_keyframe_adherence():
     assert np.isnan(metrics.keyframe_adherence(joints, np.zeros((0, 22, 3)), np.zeros(0, dtype=int)))
     with pytest.raises(ValueError, match="keyframe_idx"):
         metrics.keyframe_adherence(joints, joints[:1], [30])
+
+
+# ---- toe skating (Kimodo), the features' contact flags -------------------------------------
+def test_toe_skating_speed_is_the_mean_toe_speed_near_the_floor_without_threshold():
+    pose = standing_pose()
+    assert pose[[10, 11], 1].max() < 0.05  # the toes are on the floor
+    assert metrics.toe_skating_speed(np.repeat(pose[None], 30, axis=0)) == 0.0
+    drag = sliding(pose, [0.3] * 29)  # planted feet dragged at 0.3 m/s: GMD's 0.5 m/s threshold misses it
+    assert metrics.toe_skating_speed(drag) == pytest.approx(30.0)
+    assert metrics.foot_skating_ratio(drag) == 0.0
+    lifted = drag.copy()
+    lifted[..., 1] += 0.06  # every toe 6 cm up: nothing near the floor
+    assert np.isnan(metrics.toe_skating_speed(lifted))
+    half = drag.copy()
+    half[15:, :, 1] += 0.2  # lifted from frame 15: only steps 0..13 have both frames near the floor
+    half[:15, :, 0] = pose[None, :, 0]  # and those are still
+    assert metrics.toe_skating_speed(half) == 0.0
+    one_toe = np.repeat(pose[None], 30, axis=0)
+    one_toe[:, 10] = sliding(pose, [0.4] * 29)[:, 10]  # the left toe slides, the right stays: pooled
+    assert metrics.toe_skating_speed(one_toe) == pytest.approx(20.0)
+
+
+def test_flagged_toe_speed_and_contact_agreement_on_known_flags():
+    pose = standing_pose()
+    drag = sliding(pose, [0.5] * 19)  # (20, 22, 3), both toes on the floor and sliding at 0.5 m/s
+    features = np.zeros((20, 263))
+    features[:10, 260] = 1.0  # the left toe's channel says planted for frames 0..9, the right's never
+    features[:, 259] = features[:, 261] = 1.0  # ankle channels are not read
+    assert metrics.toe_contact_flags(features).shape == (2, 20)
+    assert metrics.flagged_toe_speed(drag, features) == pytest.approx(50.0)
+    # the height test says contact at all 2 x 19 steps; the flags at 10 of them
+    assert metrics.contact_agreement(drag, features) == pytest.approx(10 / 38)
+    assert np.isnan(metrics.flagged_toe_speed(drag, np.zeros((20, 263))))
+    still = np.repeat(pose[None], 20, axis=0)
+    features[:, [260, 262]] = 1.0
+    assert metrics.flagged_toe_speed(still, features) == 0.0 and metrics.contact_agreement(still, features) == 1.0
+    with pytest.raises(ValueError, match="one length"):
+        metrics.flagged_toe_speed(drag[:15], features)
+
+
+def test_humanml3d_flags_come_from_speed_so_flagged_toes_stay_below_its_threshold():
+    """HumanML3D flags a joint planted when it moves less than sqrt(0.002) m a frame (0.894 m/s at
+    20 fps): every flagged toe step is slower than that, and the flags need not agree with height."""
+    from synthetic import generate_motion
+    for index in range(3):
+        joints = generate_motion(0, index, 20).joints
+        features = utils.joints_to_features(joints)  # (T-1, 263)
+        recovered = utils.features_to_joints(features)  # (T-1, 22, 3): the frames the features describe
+        flags = metrics.toe_contact_flags(features)[:, :-1]
+        assert flags.any()
+        assert metrics.toe_speeds(recovered)[flags].max() < np.sqrt(0.002) * 20 + 1e-4
+        assert metrics.flagged_toe_speed(recovered, features) < 89.5
+        assert 0.0 < metrics.contact_agreement(recovered, features) <= 1.0
+
+
+# ---- seams: displacement against ground truth at the same root speed, FlowMDM's jerk ----------
+def test_a_teleport_has_known_relative_displacement_and_jerk():
+    pose = standing_pose()
+    d, fps = 0.1, 20
+    popped = np.repeat(pose[None], 20, axis=0)
+    popped[10:, :, 0] += d  # the whole body jumps 10 cm along x between frames 9 and 10
+    moved = metrics.relative_displacements(popped)  # (19, 22): the steady root pace ignores one step
+    np.testing.assert_allclose(moved[9], d)
+    assert np.abs(np.delete(moved, 9, axis=0)).max() == 0.0
+    walking = sliding(pose, [1.2] * 19)  # steady walk: each joint moves exactly at the root's pace
+    assert metrics.relative_displacements(walking).max() < 1e-12
+    curve = metrics.jerk_curve(popped, fps)  # third differences d, -2d, d around the jump
+    np.testing.assert_allclose(curve[[7, 8, 9]], np.array([1, 2, 1]) * d * fps ** 3)
+    assert np.delete(curve, [7, 8, 9]).max() == 0.0
+    around = metrics.transition_jerk(popped, [10], fps, reach=3)  # (1, 7), centred on the jump step
+    np.testing.assert_allclose(around[0], np.array([0, 0, 1, 2, 1, 0, 0]) * d * fps ** 3)
+    assert metrics.peak_jerk(around) == pytest.approx(2 * d * fps ** 3)
+    assert metrics.area_under_jerk(around, 0.0, fps) == pytest.approx(4 * d * fps ** 2)
+    assert metrics.area_under_jerk(np.zeros((1, 7)), 50.0, fps) == pytest.approx(7 * 50.0 / fps)
+    edge = metrics.transition_jerk(popped, [1], fps, reach=3)
+    assert np.isnan(edge[0, :4]).all() and not np.isnan(edge[0, 4:]).any()
+
+
+def test_seam_reference_bins_by_root_speed_and_borrows_for_thin_bins():
+    pose = standing_pose()
+    still = [np.repeat(pose[None], 60, axis=0)]
+    walk = [sliding(pose, [1.1] * 59)]
+    reference = metrics.seam_reference(still + walk)
+    assert reference.steps[0] == 59 and reference.steps[metrics.speed_bins(walk[0])[0]] == 59
+    assert reference.steps.sum() == 118 and reference.limits.max() < 1e-9 and reference.jerk_level < 1e-6
+    with pytest.raises(ValueError, match="at least 50 steps"):
+        metrics.seam_reference([still[0][:20]])
+
+
+@pytest.fixture(scope="module")
+def embedded_reference():
+    """Ground truth: motions of the embedded procedural data set (the reference and held-out ones)."""
+    from synthetic import generate_motion
+    motions = [generate_motion(0, i, 20).joints for i in range(66)]
+    return metrics.seam_reference(motions[:60]), motions[60:]
+
+
+def test_a_ten_centimetre_teleport_at_a_seam_fails_and_the_untouched_motion_passes(embedded_reference):
+    reference, held_out = embedded_reference
+    for joints in held_out:
+        seam = len(joints) // 2
+        untouched = metrics.score_seams(joints, [seam], reference)
+        assert untouched.passed, untouched.displacement_ratios
+        for direction in ([0.1, 0.0, 0.0], [0.0, 0.0, 0.1], [0.0, 0.1, 0.0]):
+            popped = joints.copy()
+            popped[seam:] += np.array(direction)  # 10 cm teleport from the seam frame on
+            scores = metrics.score_seams(popped, [seam], reference)
+            assert not scores.passed and scores.displacement_ratios[0] > 1.2, (direction, scores)
+            # the jump adds a third difference of -2 x 10 cm (L1 0.2 m x fps^3) at the seam step,
+            # which the motion's own jerk there can offset by at most its own size
+            centre = metrics.TRANSITION_REACH
+            own = metrics.transition_jerk(joints, [seam])[0, centre]
+            assert metrics.transition_jerk(popped, [seam])[0, centre] >= 0.2 * 20 ** 3 - own
+            assert scores.peak_jerk >= 0.2 * 20 ** 3 - own
