@@ -74,14 +74,29 @@ STYLE_PHRASES = {
 }
 _GENERIC_SUBJECTS = ["a person", "someone", "the person"]
 
-_SIDE_SWAPS = {"left": "right", "right": "left", "clockwise": "counterclockwise",
-               "counterclockwise": "clockwise"}
+# Words of a side or a turning sense and their mirror images (lower case); the longest spellings
+# come first in the pattern so that "counter-clockwise" is one word, not "counter-" + "clockwise".
+_SIDE_SWAPS = {"left": "right", "right": "left", "leftward": "rightward", "rightward": "leftward",
+               "leftwards": "rightwards", "rightwards": "leftwards", "clockwise": "counterclockwise",
+               "counterclockwise": "clockwise", "counter-clockwise": "clockwise", "anticlockwise": "clockwise",
+               "anti-clockwise": "clockwise"}
+_SIDE_PATTERN = re.compile(r"(?<![a-z])(" + "|".join(sorted(map(re.escape, _SIDE_SWAPS), key=len, reverse=True))
+                           + r")(?![a-z])", re.IGNORECASE)
+
+
+def _same_case(word: str, like: str) -> str:
+    """`word` (lower case) in the case of `like`: all capitals, a capital first letter, or lower."""
+    if like.isupper() and len(like) > 1:
+        return word.upper()
+    return word[0].upper() + word[1:] if like[0].isupper() else word
 
 
 def mirror_text(text: str) -> str:
-    """A caption or label of the mirrored motion: left <-> right, clockwise <-> counterclockwise."""
-    return re.sub(r"(?<![a-z])(left|right|clockwise|counterclockwise)(?![a-z])",
-                  lambda m: _SIDE_SWAPS[m.group(1)], text)
+    """A caption or label of the mirrored motion: left <-> right, leftward(s) <-> rightward(s),
+    clockwise <-> counterclockwise (counter-clockwise and anticlockwise read as counterclockwise),
+    matched in any case and written back in the case found ("Right hand" -> "Left hand",
+    "LEFT" -> "RIGHT")."""
+    return _SIDE_PATTERN.sub(lambda m: _same_case(_SIDE_SWAPS[m.group(1).lower()], m.group(1)), text)
 
 
 def canonical_content(content: str) -> tuple[str, bool]:

@@ -134,6 +134,13 @@ def test_captions_labels_and_tokens():
     assert take_labels("x/dataset-1_walk-left_masculinity_007.bvh") == ("walk-left", "masculine")
     assert take_labels("walk.bvh") is None
     assert mirror_text("waves the left hand, turns right clockwise") == "waves the right hand, turns left counterclockwise"
+    # any case, kept as found; every spelling of the turning sense; directions
+    assert mirror_text("Right hand waves") == "Left hand waves" and mirror_text("LEFT arm up") == "RIGHT arm up"
+    assert mirror_text("turns counter-clockwise, then Counterclockwise") == "turns clockwise, then Clockwise"
+    assert mirror_text("spins anticlockwise and anti-clockwise") == "spins clockwise and clockwise"
+    assert mirror_text("Clockwise, CLOCKWISE") == "Counterclockwise, COUNTERCLOCKWISE"
+    assert mirror_text("steps leftward, drifts Rightwards") == "steps rightward, drifts Leftwards"
+    assert mirror_text("walk-left; leftover bright copyright") == "walk-right; leftover bright copyright"
     captions = label_captions("wave-right-hand", "elderly", np.random.default_rng(0), count=4)
     assert len(set(captions)) == 4 and all("right hand" in c or "right arm" in c for c in captions)
     assert any(c.startswith(("an elderly", "an old")) for c in captions)
