@@ -246,6 +246,17 @@ def test_caption_cache_encodes_each_caption_once(tiny_clip, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == [Path(te.caption_cache_path("", tiny_clip.name)).name]
 
 
+@pytest.mark.parametrize("text_batch_size, calls", [(2, 3), (256, 1)])
+def test_training_text_table_encodes_in_batches_of_text_batch_size(tiny_clip, tmp_path, monkeypatch,
+                                                                   text_batch_size, calls):
+    import training.stages as stages
+    counting = CountingEncoder(tiny_clip)
+    monkeypatch.setattr(stages, "load_text_encoder", lambda cfg: counting)  # the real tiny CLIP, counted
+    captions = ["a person walks", "a person runs", "a person sits down", "jump", "a person dances"]
+    table = stages.TextTable(CompositeConfig(text_batch_size=text_batch_size), captions, str(tmp_path))
+    assert counting.calls == calls and table.lookup(["jump"]).shape == (1, TINY_CLIP_DIM)
+
+
 def test_caption_cache_rebuilds_corrupt_or_foreign_file(tiny_clip, tmp_path):
     counting = CountingEncoder(tiny_clip)
     path = Path(te.caption_cache_path(str(tmp_path), tiny_clip.name))

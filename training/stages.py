@@ -29,7 +29,7 @@ class TextTable:
     def __init__(self, cfg: CompositeConfig, captions: list[str], cache_dir: str, info: DistInfo = DistInfo()):
         def build():
             encoder = load_text_encoder(cfg)
-            return encoder, build_caption_embeddings(encoder, captions, cache_dir)
+            return encoder, build_caption_embeddings(encoder, captions, cache_dir, cfg.text_batch_size)
 
         encoder, (self.row_of, self.embeddings) = main_first(info, build)
         self.encoder_name, self.dim = encoder.name, encoder.dim
