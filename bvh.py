@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 
-from motion_io.retarget import (detect_up, place_canonically, resample_local, source_fps, to_y_up,
+from motion_io.retarget import (detect_up, place_canonically, resample_local, rest_up, source_fps, to_y_up,
                                 uniform_skeleton)
 from motion_io.rigs import RigSpec, UnknownRigError, figure_scale, map_to_smpl, resolve_rig
 from runtime import check_out_path, write_atomic
@@ -89,6 +89,7 @@ class BVHData(NamedTuple):
     channels: list  # J tuples of channel names, e.g. ("Zrotation", "Xrotation", "Yrotation")
     frames: np.ndarray  # (F, C) channel values per frame, C = sum of len(channels)
     frame_time: float  # seconds per frame
+    end_sites: tuple = ()  # (parent joint index, (3,) offset) of every End Site, in file order
 
 
 # ---------------------------------------------------------------------------------------
@@ -220,15 +221,30 @@ def read_bvh(path: str) -> BVHData:
     head, sep, motion = text.partition("MOTION")
     if not sep or "HIERARCHY" not in head:
         raise ValueError(f"{path} is not a BVH file (needs HIERARCHY and MOTION sections)")
-    names, parents, offsets, channels = _parse_hierarchy(head.split(), path)
+    names, parents, offsets, channels, ends = _parse_hierarchy(_hierarchy_tokens(head), path)
     frames, frame_time = _parse_motion(motion, sum(len(c) for c in channels), path)
     return BVHData(names, np.array(parents), np.array(offsets, dtype=np.float64), channels, frames,
-                   frame_time)
+                   frame_time, tuple((p, np.array(o, dtype=np.float64)) for p, o in ends))
 
 
-def _parse_hierarchy(tokens: list, path: str) -> tuple[list, list, list, list]:
-    """(names, parents, offsets, channels) of the HIERARCHY tokens; End Sites are skipped."""
-    names, parents, offsets, channels = [], [], [], []
+def _hierarchy_tokens(head: str) -> list:
+    """The HIERARCHY text split at white space, except that a joint's name is the rest of its
+    ROOT/JOINT line (3ds Max names such as 'Bip01 L Thigh' hold spaces)."""
+    tokens = []
+    for line in head.splitlines():
+        words = line.split()
+        if len(words) > 2 and words[0] in ("ROOT", "JOINT"):
+            name = line.split(None, 1)[1].strip()
+            brace = name.endswith("{")
+            tokens += [words[0], name[:-1].strip() if brace else name] + (["{"] if brace else [])
+        else:
+            tokens += words
+    return tokens
+
+
+def _parse_hierarchy(tokens: list, path: str) -> tuple[list, list, list, list, list]:
+    """(names, parents, offsets, channels, end sites [(parent, offset)]) of the HIERARCHY tokens."""
+    names, parents, offsets, channels, ends = [], [], [], [], []
     stack: list = []  # indices of open joints (-2 marks an End Site)
     i = tokens.index("HIERARCHY") + 1
     try:
@@ -245,12 +261,15 @@ def _parse_hierarchy(tokens: list, path: str) -> tuple[list, list, list, list]:
                     raise ValueError
                 i += 1
             elif tok == "End":
+                ends.append((stack[-1], [0.0, 0.0, 0.0]))
                 stack.append(-2)
                 i += 3  # End Site {
             elif tok == "OFFSET":
                 vals = [float(v) for v in tokens[i + 1:i + 4]]
                 if stack[-1] >= 0:
                     offsets[stack[-1]] = vals
+                else:
+                    ends[-1] = (ends[-1][0], vals)
                 i += 4
             elif tok == "CHANNELS":
                 count = int(tokens[i + 1])
@@ -272,7 +291,7 @@ def _parse_hierarchy(tokens: list, path: str) -> tuple[list, list, list, list]:
     unknown = [c for chans in channels for c in chans if c not in known]
     if unknown:
         raise ValueError(f"{path}: unknown channel name '{unknown[0]}' in the hierarchy")
-    return names, parents, offsets, channels
+    return names, parents, offsets, channels, ends
 
 
 def _parse_motion(motion: str, num_channels: int, path: str) -> tuple[np.ndarray, float]:
@@ -364,8 +383,8 @@ class ImportedMotion:
     """A BVH file imported by `import_bvh`, with what the import found."""
     joints: np.ndarray  # (T, 22, 3) SMPL joints: metres at `fps`, placed (raw: file units, source rate)
     fps: float  # frames per second of `joints`
-    rig: str  # the rig profile used ('bandai', 'cmu', 'project' or a mapping's name)
-    source_fps: float  # the file's frame rate
+    rig: str  # the rig profile used ('bandai', 'cmu', 'project', 'auto' (name matcher) or a mapping's name)
+    source_fps: float  # the file's frame rate (or fps_override)
     source_frames: int  # the file's frame count
     units: str  # the file's units and how they were found, e.g. 'cm (rig profile)'
     scale: float  # metres per file unit
@@ -373,6 +392,7 @@ class ImportedMotion:
     retargeted: bool  # bone lengths set to the canonical skeleton's
     raw: bool  # joints straight from forward kinematics (no resampling, units, placement)
     path: str
+    profile: Optional[RigProfile] = None  # the profile used: which file joint gives each SMPL joint
 
     @property
     def features(self) -> np.ndarray:
@@ -386,45 +406,82 @@ class ImportedMotion:
         return (len(self.joints) - 1) / self.fps
 
 
+def _with_end_sites(data: BVHData, local_pos: np.ndarray, local_rot: np.ndarray) -> tuple:
+    """(names, parents (J',), local translations (F, J', 3), rotations (F, J', 3, 3), offsets (J', 3))
+    of the file's joints followed by its End Sites, named '<Joint>/End'."""
+    names, parents = list(data.joint_names), list(data.parents)
+    extra = []
+    for parent, offset in data.end_sites:
+        name = f"{data.joint_names[parent]}/End"
+        names.append(name if name not in names else f"{name}{names.count(name) + 1}")
+        parents.append(parent)
+        extra.append(offset)
+    if not extra:
+        return names, np.array(parents), local_pos, local_rot, data.offsets
+    extra = np.array(extra)  # (E, 3)
+    count = len(local_pos)
+    local_pos = np.concatenate([local_pos, np.broadcast_to(extra, (count,) + extra.shape)], axis=1)
+    local_rot = np.concatenate([local_rot, np.broadcast_to(np.eye(3), (count, len(extra), 3, 3))], axis=1)
+    return names, np.array(parents), local_pos, local_rot, np.concatenate([data.offsets, extra])
+
+
+def _units(profile: RigProfile, joints: np.ndarray) -> tuple[float, str]:
+    """(metres per file unit, how found): the profile's units where the figure's height agrees
+    with them (within 1.5x), else the units the figure's height gives."""
+    measured, name = figure_scale(joints)
+    if profile.scale is not None:
+        if abs(np.log(profile.scale / measured)) < np.log(1.5):
+            return profile.scale, f"{profile.units or f'{profile.scale:g} m'} (rig profile)"
+        return measured, f"{name} (figure height; not the profile's {profile.units or profile.scale})"
+    return measured, f"{name} (figure height)"
+
+
 def import_bvh(path: str, rig: RigSpec = None, fps: Optional[float] = 20, retarget: bool = True,
-               raw: bool = False) -> ImportedMotion:
+               raw: bool = False, fps_override: Optional[float] = None,
+               rig_template: Optional[str] = None) -> ImportedMotion:
     """Import a BVH file of any rig as the 22 SMPL joints of HumanML3D (see motion_io).
 
-    rig: None picks a built-in profile (bandai, cmu, project) by the file's joint names, else a
-    profile name, a JSON mapping file, a mapping dict or a motion_io.rigs.RigProfile; an unknown
-    rig raises UnknownRigError (one line: the joints found and how to pass a mapping).
-    The joints are resampled to `fps` (None: the file's rate), turned y-up, scaled to metres
-    (the profile's units, else found from the figure's height), retargeted to the canonical
-    bone lengths (`retarget`), put on the floor, the first frame at the origin facing +z with
-    the body's left at +x. raw=True skips all that: forward-kinematics positions of the 22
-    joints in file units at the file's rate. Bad files raise ValueError.
+    rig: None picks a built-in profile (bandai, cmu, project) by the file's joint names, else
+    finds the joints with the name matcher (motion_io.joint_match: Mixamo, Biovision, MakeHuman,
+    DAZ, Unreal, ...); or a profile name, a JSON mapping file, a mapping dict or a
+    motion_io.rigs.RigProfile. A rig it cannot read raises UnknownRigError (one line); with
+    `rig_template` a mapping template to fill in is written to that path and the error names it.
+    The joints are resampled to `fps` (None: the file's rate; `fps_override` replaces a wrong
+    Frame Time), turned y-up (up axis from the rest pose: the legs point down), scaled to
+    metres (units from the figure's height where the profile has none or they do not fit),
+    retargeted to the canonical bone lengths (`retarget`), put on the floor (a low percentile
+    of the lowest foot joint per frame), the first frame at the origin facing +z (the median
+    facing of its first quarter second) with the body's left at +x. raw=True skips all that:
+    forward-kinematics positions of the 22 joints in file units at the file's rate. Bad files
+    raise ValueError.
     """
-    if fps is not None and (isinstance(fps, bool) or not isinstance(fps, (int, float)) or not fps > 0):
-        raise ValueError(f"fps must be a positive number or None, got {fps!r}")
+    for name, value in (("fps", fps), ("fps_override", fps_override)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0):
+            raise ValueError(f"{name} must be a positive number or None, got {value!r}")
     data = read_bvh(path)
     if len(data.frames) == 0:
         raise ValueError(f"{path}: the BVH file has no frames")
-    profile = resolve_rig(rig, data.joint_names, path)
-    src_fps = source_fps(data.frame_time)
-    local_pos, local_rot = bvh_local_transforms(data)
+    src_fps = float(fps_override) if fps_override is not None else source_fps(data.frame_time)
+    names, parents, local_pos, local_rot, offsets = _with_end_sites(data, *bvh_local_transforms(data))
+    rest = chain_forward_kinematics(parents, offsets[None], np.eye(3)[None, None].repeat(len(names), 1))[0]
+    profile = resolve_rig(rig, names, path, parents, rest, rig_template)
     out_fps = src_fps if fps is None or raw else float(fps)
     if not raw:
         local_pos, local_rot = resample_local(local_pos, local_rot, src_fps, out_fps)
-    joints = map_to_smpl(chain_forward_kinematics(data.parents, local_pos, local_rot), data.joint_names, profile)
-    up = profile.up or detect_up(joints)
-    if profile.scale is not None:
-        scale, units = profile.scale, f"{profile.units or f'{profile.scale:g} m'} (rig profile)"
-    else:
-        scale, units = figure_scale(joints)
-        units += " (figure height)"
+        if len(local_pos) < 2:
+            raise ValueError(f"{path}: the clip has {len(local_pos)} frame at {out_fps:g} fps ({len(data.frames)} at "
+                             f"{src_fps:g} fps); a motion needs at least 2 frames ({1 / out_fps:.3g} s)")
+    joints = map_to_smpl(chain_forward_kinematics(parents, local_pos, local_rot), names, profile)
+    up = profile.up or rest_up(map_to_smpl(rest[None], names, profile)[0]) or detect_up(joints)
+    scale, units = _units(profile, joints)
     found = dict(rig=profile.name, source_fps=src_fps, source_frames=len(data.frames), units=units,
-                 scale=scale, up=up, path=os.path.abspath(path))
+                 scale=scale, up=up, path=os.path.abspath(path), profile=profile)
     if raw:
         return ImportedMotion(joints, out_fps, retargeted=False, raw=True, **found)
     joints = to_y_up(joints, up) * scale
     if retarget:
         joints = uniform_skeleton(joints)
-    joints = place_canonically(joints)
+    joints = place_canonically(joints, out_fps)
     if not np.isfinite(joints).all():
         raise ValueError(f"{path}: the motion is degenerate (non-finite joints after import)")
     return ImportedMotion(joints, out_fps, retargeted=retarget, raw=False, **found)

@@ -20,7 +20,14 @@ Built-in profiles, chosen automatically when every joint they name is in the fil
   LeftShoulder to LeftArm (its LeftShoulder often sits on Spine1 too).
 - `project`: this project's own export (bvh.write_bvh): the SMPL joint names, metres, y up.
 
-Any other rig: a JSON mapping file (see `load_rig_json`).
+Any other rig: the name matcher (motion_io.joint_match) finds the joints from the usual names
+and the hierarchy (Mixamo, Biovision/3ds Max, MakeHuman, DAZ/Poser, Unreal/Rokoko, ...); where it
+cannot, a JSON mapping file (see `load_rig_json`; `write_rig_template` writes one to edit).
+
+A mapping names a file joint with or without its namespace prefix, either way round (`Hips`
+finds `mixamorig:Hips`, `mixamorig:Hips` finds `Hips`), case-insensitively where that is
+unambiguous; an End Site is `<Joint>/End` (`LeftFoot/End`: the toe tip of a rig whose foot ends
+there). Up axis and units are found from the file for every profile unless a mapping gives them.
 """
 from __future__ import annotations
 
@@ -32,6 +39,7 @@ from typing import NamedTuple, Optional, Union
 
 import numpy as np
 
+from motion_io.joint_match import match_joints
 from utils import BONE_LENGTHS, JOINT_NAMES, PARENTS
 
 # Metres per file unit of the units a figure's height is snapped to.
@@ -58,7 +66,7 @@ class RigProfile:
     joints: dict  # SMPL joint name -> file joint name or Lerp
     scale: Optional[float] = None  # metres per file unit; None: from the figure's height
     units: str = ""  # the unit's name, e.g. "cm"
-    up: Optional[str] = "y"  # one of UP_AXES; None: found from the first frame
+    up: Optional[str] = None  # one of UP_AXES; None: found from the rest pose (legs point down)
     source: str = field(default="built-in", compare=False)
 
     def required_joints(self) -> list:
@@ -104,6 +112,7 @@ CMU = RigProfile("cmu", _sided({
 CMU_MARKERS = ("LHipJoint", "RHipJoint", "LowerBack", "Neck")
 
 PROJECT = RigProfile("project", {name: name for name in JOINT_NAMES}, scale=1.0, units="m")
+AUTO_RIG = "auto"  # the name of profiles the name matcher makes
 
 BUILTIN_RIGS = {profile.name: profile for profile in (BANDAI, CMU, PROJECT)}
 
@@ -113,22 +122,91 @@ def plain_name(name: str) -> str:
     return name.rsplit(":", 1)[-1]
 
 
+def joint_lookup(joint_names: list) -> dict:
+    """{key: index} by which a mapping finds each file joint: its full name, then its name without
+    namespace, then the lower-case forms of both (a form two joints share is left out)."""
+    table: dict = {}
+    for form in (lambda n: n, plain_name, str.lower, lambda n: plain_name(n).lower()):
+        seen: dict = {}
+        for i, name in enumerate(joint_names):
+            seen.setdefault(form(name), set()).add(i)
+        for key, hits in seen.items():
+            if len(hits) == 1 and key not in table:
+                table[key] = hits.pop()
+    return table
+
+
+def find_joint(table: dict, name: str) -> Optional[int]:
+    """The index of the file joint a mapping's `name` means (with or without a namespace, any
+    case), or None; `table` is joint_lookup's."""
+    for key in (name, plain_name(name), name.lower(), plain_name(name).lower()):
+        if key in table:
+            return table[key]
+    return None
+
+
 def _markers(profile: RigProfile) -> list:
     return profile.required_joints() + (list(CMU_MARKERS) if profile.name == "cmu" else [])
 
 
-def detect_rig(joint_names: list, path: str = "BVH file") -> RigProfile:
-    """The built-in profile whose joints are all in the file (the most specific one), else an
-    UnknownRigError whose one line lists the file's joints and how to pass a mapping."""
+def _as_spec(spec):
+    return Lerp(*spec) if isinstance(spec, tuple) else spec
+
+
+def detect_rig(joint_names: list, path: str = "BVH file", parents=None, rest=None,
+               template: Optional[str] = None) -> RigProfile:
+    """The profile for a file's joints (End Sites named 'Joint/End'): the built-in one whose joints
+    are all there (the most specific), else the name matcher's (motion_io.joint_match; needs
+    `parents` and rest positions `rest` (J, 3)), else UnknownRigError in one line. With
+    `template`, a mapping template to edit (every file joint, the matcher's guesses) is written
+    there and the error names it."""
     present = {plain_name(n) for n in joint_names}
     fits = [p for p in BUILTIN_RIGS.values() if set(_markers(p)) <= present]
     if fits:
         return max(fits, key=lambda p: len(_markers(p)))
+    found, missing = ({}, list(JOINT_NAMES)) if parents is None else match_joints(joint_names, parents, rest)
+    if not missing:
+        return RigProfile(AUTO_RIG, {n: _as_spec(found[n]) for n in JOINT_NAMES}, source="name matcher")
+    joints = [n for n in joint_names if not n.endswith("/End")]
+    if template:
+        write_rig_template(template, joint_names, parents, found)
+        fix = f"a mapping template with all {len(joints)} joints is in {template}: fill in its empty joints"
+    else:
+        fix = ("write a mapping template listing every joint with prepare_data.py --write_rig_template FILE "
+               "(import_bvh(..., rig_template=FILE)), fill in its empty joints")
+    shown = ", ".join(joints[:6]) + (", ..." if len(joints) > 6 else "")
     raise UnknownRigError(
-        f"{path}: unknown BVH rig with {len(joint_names)} joints ({', '.join(joint_names)}); "
-        f"built-in rigs are {', '.join(BUILTIN_RIGS)}: pass rig='map.json' (prepare_data.py --rig map.json), "
-        "a JSON file {\"joints\": {SMPL joint: file joint}} naming a file joint for each of the 22 SMPL joints "
-        f"({', '.join(JOINT_NAMES)}); see README 'Importing your own BVH'")
+        f"{path}: unknown BVH rig: {len(joints)} joints ({shown}); the name matcher found no "
+        f"{', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}; {fix} and pass rig=FILE "
+        "(prepare_data.py --rig FILE); see README 'Importing your own BVH'")
+
+
+def rig_template(joint_names: list, parents=None, found: Optional[dict] = None) -> dict:
+    """A mapping (format: `rig_from_mapping`) to edit: the matcher's joints where it found them,
+    "" where not, and `file_joints`, the file's joints indented by depth (End Sites as 'Joint/End')."""
+    found = found or {}
+    joints = {}
+    for smpl in JOINT_NAMES:
+        spec = found.get(smpl, "")
+        joints[smpl] = {"lerp": list(spec)} if isinstance(spec, tuple) else spec
+    depth = []
+    for i in range(len(joint_names)):
+        parent = -1 if parents is None else int(parents[i])
+        depth.append(0 if parent < 0 else depth[parent] + 1)
+    return {"name": "my_rig", "units": None, "up": None, "joints": joints,
+            "file_joints": ["  " * d + n for d, n in zip(depth, joint_names)]}
+
+
+def write_rig_template(path: str, joint_names: list, parents=None, found: Optional[dict] = None) -> str:
+    """Write `rig_template` as JSON to path (atomically); returns the path."""
+    from runtime import write_atomic
+    text = json.dumps(rig_template(joint_names, parents, found), indent=1)
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as fh:
+            fh.write(text + "\n")
+    write_atomic(os.path.abspath(path), write)
+    return path
 
 
 def _parse_spec(smpl: str, spec, where: str):
@@ -159,22 +237,24 @@ def rig_from_mapping(data: dict, where: str = "rig mapping") -> RigProfile:
 
         {"name": "my_rig",                 # optional
          "units": "cm",                    # m, cm, mm, inch, ft, cmu, metres per unit, or null
-         "up": "y",                        # x, y, z, -x, -y, -z, or null (from the first frame)
-         "joints": {"pelvis": "Hips", ..., "spine2": {"lerp": ["Spine", "Chest", 0.7]}}}
+         "up": "y",                        # x, y, z, -x, -y, -z, or null/absent (from the rest pose)
+         "joints": {"pelvis": "Hips", ..., "spine2": {"lerp": ["Spine", "Chest", 0.7]},
+                    "left_foot": "LeftFoot/End"},
+         "file_joints": [...]}             # ignored (the template lists the file's joints there)
 
     `joints` names all 22 SMPL joints. Bad content raises a one-line ValueError.
     """
     if not isinstance(data, dict) or not isinstance(data.get("joints"), dict):
         raise ValueError(f"{where}: expected a JSON object with a \"joints\" object mapping the 22 SMPL joints")
-    unknown = sorted(set(data) - {"name", "units", "up", "joints"})
+    unknown = sorted(set(data) - {"name", "units", "up", "joints", "file_joints"})
     if unknown:
-        raise ValueError(f"{where}: unknown key '{unknown[0]}' (keys: name, units, up, joints)")
+        raise ValueError(f"{where}: unknown key '{unknown[0]}' (keys: name, units, up, joints, file_joints)")
     missing = [n for n in JOINT_NAMES if n not in data["joints"]]
     extra = sorted(set(data["joints"]) - set(JOINT_NAMES))
     if missing or extra:
         problem = f"lacks {', '.join(missing)}" if missing else f"has unknown SMPL joint '{extra[0]}'"
         raise ValueError(f"{where}: \"joints\" {problem} (it maps each of {', '.join(JOINT_NAMES)})")
-    up = data.get("up", "y")
+    up = data.get("up")
     if up is not None and up not in UP_AXES:
         raise ValueError(f"{where}: 'up' must be one of {list(UP_AXES)} or null, got {json.dumps(up)}")
     scale, units = _parse_units(data.get("units"), where)
@@ -197,11 +277,13 @@ def load_rig_json(path: str) -> RigProfile:
 RigSpec = Union[None, str, dict, RigProfile]
 
 
-def resolve_rig(rig: RigSpec, joint_names: list, path: str = "BVH file") -> RigProfile:
-    """The profile for a file: `rig` None (detect by joint names), a built-in name, a JSON
-    mapping file path, a mapping dict or a RigProfile. Checks that the file has its joints."""
+def resolve_rig(rig: RigSpec, joint_names: list, path: str = "BVH file", parents=None, rest=None,
+                template: Optional[str] = None) -> RigProfile:
+    """The profile for a file: `rig` None (detect_rig: built-in profiles, then the name matcher),
+    a built-in name, a JSON mapping file path, a mapping dict or a RigProfile. Checks that the
+    file has its joints (names with or without namespace; End Sites as 'Joint/End')."""
     if rig is None:
-        return detect_rig(joint_names, path)
+        return detect_rig(joint_names, path, parents, rest, template)
     if isinstance(rig, RigProfile):
         profile = rig
     elif isinstance(rig, dict):
@@ -214,27 +296,28 @@ def resolve_rig(rig: RigSpec, joint_names: list, path: str = "BVH file") -> RigP
         profile = load_rig_json(os.fspath(rig))
     else:
         raise ValueError(f"rig must be None, a rig name, a JSON file path, a dict or a RigProfile, got {type(rig).__name__}")
-    present = {plain_name(n) for n in joint_names}
-    missing = [n for n in profile.required_joints() if n not in present]
+    table = joint_lookup(joint_names)
+    missing = [n for n in profile.required_joints() if find_joint(table, n) is None]
     if missing:
-        raise ValueError(f"{path}: rig '{profile.name}' needs joints the file lacks ({', '.join(missing)}); "
-                         f"the file has {', '.join(joint_names)}")
+        joints = [n for n in joint_names if not n.endswith("/End")]
+        raise ValueError(f"{path}: rig '{profile.name}' needs joints the file lacks ({', '.join(missing[:5])}); "
+                         f"the file has {len(joints)} joints ({', '.join(joints[:8])}{', ...' if len(joints) > 8 else ''}"
+                         "; End Sites are 'Joint/End')")
     return profile
 
 
 def map_to_smpl(positions: np.ndarray, joint_names: list, profile: RigProfile) -> np.ndarray:
     """The 22 SMPL joints (F, 22, 3) from world positions (F, J, 3) of the file's joints."""
-    index = {}
-    for i, name in enumerate(joint_names):
-        index.setdefault(plain_name(name), i)
+    table = joint_lookup(joint_names)
     out = np.empty(positions.shape[:-2] + (len(JOINT_NAMES), 3), dtype=positions.dtype)
     for j, smpl in enumerate(JOINT_NAMES):
         spec = profile.joints[smpl]
         if isinstance(spec, Lerp):
-            a, b = positions[..., index[spec.a], :], positions[..., index[spec.b], :]
+            a = positions[..., find_joint(table, spec.a), :]
+            b = positions[..., find_joint(table, spec.b), :]
             out[..., j, :] = a + spec.t * (b - a)
         else:
-            out[..., j, :] = positions[..., index[spec], :]
+            out[..., j, :] = positions[..., find_joint(table, spec), :]
     return out
 
 
