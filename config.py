@@ -119,6 +119,7 @@ class CompositeConfig:
     max_generate_length: int = 196  # frames; the longest motion one sampling call accepts
     sampler: Literal["ddim", "ddpm"] = "ddim"  # diffusion sampler (ddpm: all diff_timesteps steps)
     fit_bones: bool = True  # decode joints with the skeleton's exact bone lengths (utils.fit_bone_lengths)
+    cleanup_feet: bool = False  # hold planted feet still, legs re-solved by IK: a post-process on the joints (feet.py)
 
     # ---- optimisation and training ----------------------------------------------------
     batch_size: int = 64  # motions per step, over all processes

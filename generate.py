@@ -103,6 +103,8 @@ def save_outputs(stem: str, formats: list[str], motion: MotionSample, fps: int) 
         extra = {} if not segments else dict(segment_texts=np.array([s.text for s in segments]),
                                              segment_start=np.array([s.start for s in segments], np.int64),
                                              segment_end=np.array([s.end for s in segments], np.int64))
+        if motion.contacts is not None:  # the planted flags the foot cleanup used (T, 4)
+            extra["contacts"] = np.asarray(motion.contacts, bool)
         np.savez(stem + ".npz", motion=motion.joints.astype(np.float32), keyframes=motion.keyframes.astype(np.float32),
                  keyframe_idx=motion.keyframe_idx.astype(np.int64), features=motion.features.astype(np.float32),
                  prompt=np.array(motion.prompt), fps=np.array(fps), **extra)
@@ -116,8 +118,9 @@ def save_outputs(stem: str, formats: list[str], motion: MotionSample, fps: int) 
         written.append(stem + ".bvh")
     if "smpl" in formats:  # SMPL-layout joint rotations: poses (T, 72), trans, y up, fps (motion_io.smpl)
         from motion_io.smpl import write_smpl_npz
-        written.append(write_smpl_npz(stem + "_smpl.npz", motion.joints, features=motion.features, fps=fps,
-                                      prompt=motion.prompt))
+        cleaned = motion.contacts is not None  # the features' rot6d are the uncleaned legs'
+        written.append(write_smpl_npz(stem + "_smpl.npz", motion.joints, features=None if cleaned else motion.features,
+                                      fps=fps, prompt=motion.prompt))
     for video in ("gif", "mp4"):
         if video in formats:
             from visualize import save_animation, segment_captions

@@ -28,8 +28,9 @@ from models.keyframes import interpolate_keyframes
 from models.gpt import MotionGPT, TokenSampling
 from models.vqvae import KeyframeVQVAE
 from runtime import CheckpointError, checkpoint_path, load_checkpoint, select_device, vqvae_identity
-from utils import (FEATURE_DIM, NUM_JOINTS, RIC_SLICE, features_to_joints, fit_bone_lengths, keyframe_indices,
-                   place_keyframes, pose_features)
+from feet import clean_feet
+from utils import (FEATURE_DIM, FOOT_SLICE, NUM_JOINTS, RIC_SLICE, features_to_joints, fit_bone_lengths,
+                   keyframe_indices, place_keyframes, pose_features)
 
 Mode = Literal["composite", "interpolate", "diffusion_only"]
 MODES = get_args(Mode)
@@ -51,6 +52,8 @@ class SamplingOptions:
     guidance_scale / num_inbetween_steps / sampler / eta: the diffusion in-betweener.
     fit_bones: decode joints (motion and keyframes) with the skeleton's exact bone lengths
     (each bone keeps the direction the features give it; utils.fit_bone_lengths).
+    cleanup_feet: hold planted feet still on the final joints, the legs re-solved by IK (feet.py);
+    the motion's `contacts` then holds the planted flags used.
     mode: "composite" (the product), "interpolate" (GPT keyframes linearly interpolated, no
     diffusion) or "diffusion_only" (text only, no keyframes): the evaluation's ablations.
     """
@@ -64,6 +67,7 @@ class SamplingOptions:
     sampler: Optional[Literal["ddim", "ddpm"]] = None
     eta: float = 0.0
     fit_bones: Optional[bool] = None
+    cleanup_feet: Optional[bool] = None
     mode: Mode = "composite"
 
     def inbetween_sampling(self) -> InbetweenSampling:
@@ -112,6 +116,9 @@ class MotionSample:
     keyframe_model_error: Optional[float] = None
     # With world-space pins or a trajectory: control.control_errors of the motion (metres, degrees).
     control_errors: Optional[dict] = None
+    # With cleanup_feet: (T, 4) bool, the frames feet.clean_feet held each foot joint still (left ankle,
+    # left toe, right ankle, right toe); `joints` are the cleaned ones, `features` the network's own.
+    contacts: Optional[np.ndarray] = None
 
 
 @dataclass
@@ -347,6 +354,10 @@ class Composite:
             for row, motion in enumerate(motions):
                 motion.keyframe_model_error = self.keyframe_model_error(
                     prediction["x0_prediction"][row], values[row], mask[row])
+        if options.cleanup_feet:  # planted feet held, legs re-solved (feet.py; the root's x/z stay, so do the goals)
+            for motion in motions:
+                cleaned = clean_feet(motion.joints, motion.features[:, FOOT_SLICE], self.cfg.fps)
+                motion.joints, motion.contacts = cleaned.joints, cleaned.contacts
         if control is not None:
             motion = motions[0]
             motion.joints, motion.keyframes = control.place(motion.joints), control.place(motion.keyframes)

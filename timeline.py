@@ -43,7 +43,8 @@ from control import RootControl, control_errors, correct_root, integrate_root, r
 from models.keyframes import interpolate_keyframes
 from pipeline import (STAGE_SEED_OFFSETS, Composite, KeyframePins, MotionSample, SamplingOptions, apply_pins,
                       pinned_feature_values, timed)
-from utils import FEATURE_DIM, features_to_joints, fit_bone_lengths, keyframe_indices, num_keyframes
+from feet import clean_feet
+from utils import FEATURE_DIM, FOOT_SLICE, features_to_joints, fit_bone_lengths, keyframe_indices, num_keyframes
 
 MAX_TIMELINE_SECONDS = 600.0  # longest timeline accepted (time and memory grow linearly)
 CONTEXT_KEYFRAMES = 4  # keyframe tokens of what came before, pinned at the start of a GPT window
@@ -350,11 +351,15 @@ def generate_timeline(composite: Composite, segments, options: Optional[Sampling
     joints, keyframes = joints.cpu().numpy(), keyframes.cpu().numpy()
     if control is not None:
         joints, keyframes = control.place(joints), control.place(keyframes)
+    contacts = None
+    if options.cleanup_feet:  # once, on the joined and placed timeline (feet.py)
+        cleaned = clean_feet(joints, features[:, FOOT_SLICE].cpu().numpy(), cfg.fps)
+        joints, contacts = cleaned.joints, cleaned.contacts
     return TimelineResult(prompt=format_timeline(segs, cfg.fps), joints=joints, features=features.cpu().numpy(),
                           keyframes=keyframes, keyframe_idx=frames.cpu().numpy(),
                           control_errors=None if control is None else control_errors(joints, control),
                           segments=segs, fps=cfg.fps, gpt_windows=gpt_windows,
-                          diffusion_windows=diffusion_windows, timings=run.timings)
+                          diffusion_windows=diffusion_windows, timings=run.timings, contacts=contacts)
 
 
 def check_window(window, overlap, longest: int, interval: int) -> int:

@@ -180,3 +180,97 @@ def test_contacts_given_and_bad_input():
     with pytest.raises(ValueError, match=r"contacts must be \(60, 4\)"):
         clean_feet(joints, contacts=np.zeros((60, 3), bool))
     assert FOOT_JOINTS == (7, 10, 8, 11)  # the order of the features' contact channels 259:263
+
+
+# ---------------------------------------------------------------------------------------
+# Wired in: the sampling option, trajectories, timelines, the CLI and its exports
+# ---------------------------------------------------------------------------------------
+SIZES = dict(vq_width=32, vq_code_dim=16, vq_codebook_size=32, vq_depth=1, gpt_n_embd=32, gpt_n_layer=1,
+             gpt_n_head=2, diff_n_embd=32, diff_n_layer=1, diff_n_head=2, diff_timesteps=100,
+             num_inbetween_steps=4, text_encoder="minilm")
+
+
+@pytest.fixture(scope="module")
+def standing_model():
+    """Random tiny models whose statistics are a person standing on the floor (toes ~1 cm up),
+    features spread 2 cm: motions that stand and shuffle their planted feet."""
+    from config import CompositeConfig
+    from pipeline import Composite
+    from text_encoder import load_text_encoder
+    cfg = CompositeConfig(**SIZES)
+    torch.manual_seed(0)
+    rest = utils.forward_kinematics(np.tile([1.0, 0.0, 0.0, 0.0], (1, 22, 1)), np.array([[0.0, 0.836, 0.0]]))
+    mean = np.zeros(utils.FEATURE_DIM, np.float32)
+    mean[3:67] = utils.pose_features(torch.from_numpy(rest))[0].numpy()
+    std = np.full(utils.FEATURE_DIM, 0.02, np.float32)
+    composite = Composite.build(cfg, load_text_encoder(cfg), mean, std, torch.device("cpu"))
+    torch.nn.init.normal_(composite.denoiser.out_proj.weight, std=0.05, generator=torch.Generator().manual_seed(0))
+    return composite
+
+
+def toe_skating(joints: np.ndarray) -> float:
+    """Mean horizontal toe speed (m/s) over steps where the toe is within 5 cm of the floor."""
+    low = joints[:-1, [10, 11], 1] < 0.05
+    return float(horizontal_speed(joints[:, [10, 11]])[low].mean())
+
+
+def test_sampling_option_cleans_the_final_joints(standing_model):
+    from pipeline import SamplingOptions
+    plain = standing_model.sample("a person stands", 80, SamplingOptions(seed=3)).motions[0]
+    clean = standing_model.sample("a person stands", 80, SamplingOptions(seed=3, cleanup_feet=True)).motions[0]
+    assert plain.contacts is None and clean.contacts.shape == (80, 4) and clean.contacts.any()
+    expected = clean_feet(plain.joints, plain.features[:, utils.FOOT_SLICE])
+    assert np.array_equal(clean.joints, expected.joints) and np.array_equal(clean.contacts, expected.contacts)
+    assert np.array_equal(clean.features, plain.features)  # the network's own
+    assert toe_skating(plain.joints) > 0.03 and toe_skating(clean.joints) < 0.005
+    assert np.abs(bone_lengths(clean.joints) - bone_lengths(plain.joints)).max() < 1e-5
+    legs = [j for leg in LEGS for j in leg[1:]]
+    body = [j for j in range(22) if j not in legs]
+    assert np.array_equal(clean.joints[:, body][..., [0, 2]], plain.joints[:, body][..., [0, 2]])
+
+
+def test_cleanup_repairs_the_drag_of_a_trajectory(standing_model):
+    """A standing motion made to drift 0.5 m sideways by a root path: the root correction drags
+    the planted feet; cleanup holds them and the path is still met."""
+    from pipeline import SamplingOptions
+    path = np.stack([np.linspace(0.0, 0.5, 100), np.zeros(100)], axis=-1)
+    runs_ = [standing_model.sample("a person stands", 100, SamplingOptions(seed=5, cleanup_feet=on),
+                                   trajectory=path).motions[0] for on in (False, True)]
+    plain, clean = runs_
+    assert plain.control_errors["trajectory_error_max"] < 1e-3
+    assert clean.control_errors["trajectory_error_max"] < 1e-3  # delivered: measured on the cleaned joints
+    assert toe_skating(plain.joints) > 0.06 and toe_skating(clean.joints) < 0.5 * toe_skating(plain.joints)
+
+
+def test_timeline_cleans_the_joined_motion_once(standing_model):
+    from pipeline import SamplingOptions
+    from timeline import generate_timeline
+    segments = [("a person stands", 2.5), ("a person stands still", 2.0)]
+    plain, clean = (generate_timeline(standing_model, segments, SamplingOptions(seed=2, cleanup_feet=on),
+                                      window=40, overlap=10) for on in (False, True))
+    assert len(clean.diffusion_windows) > 2 and clean.joints.shape == (90, 22, 3)
+    expected = clean_feet(plain.joints, plain.features[:, utils.FOOT_SLICE])
+    assert np.array_equal(clean.joints, expected.joints) and np.array_equal(clean.contacts, expected.contacts)
+    assert clean.contacts.any() and toe_skating(clean.joints) < toe_skating(plain.joints)
+
+
+def test_cli_cleanup_feet_exports_the_cleaned_joints(tiny_trained, tmp_path):
+    from bvh import read_bvh_joints
+    from conftest import run_script
+    outputs = {}
+    for name, flag in (("plain", "false"), ("clean", "true")):
+        proc = run_script("generate.py", "--checkpoint_dir", tiny_trained["checkpoint_dir"], "--text_encoder",
+                          "minilm", "--num_inbetween_steps", "4", "--length", "60", "--cleanup_feet", flag,
+                          "--format", "npy", "bvh", "smpl", "--out", f"{name}.npy", cwd=str(tmp_path))
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        outputs[name] = np.load(tmp_path / f"{name}.npz")
+    plain, clean = outputs["plain"], outputs["clean"]
+    assert "contacts" not in plain and clean["contacts"].shape == (60, 4) and clean["contacts"].dtype == bool
+    expected = clean_feet(plain["motion"], plain["features"][:, utils.FOOT_SLICE])
+    assert np.array_equal(clean["contacts"], expected.contacts)
+    assert np.allclose(clean["motion"], expected.joints, atol=1e-6)
+    assert np.array_equal(np.load(tmp_path / "clean.npy"), clean["motion"])
+    assert np.abs(read_bvh_joints(str(tmp_path / "clean.bvh")) - clean["motion"]).max() < 1e-4
+    smpl = np.load(tmp_path / "clean_smpl.npz")
+    assert np.abs(smpl["joints"] - clean["motion"]).max() < 1e-5
+    assert "rot6d" not in smpl and "rot6d" in np.load(tmp_path / "plain_smpl.npz")  # the features' are uncleaned
