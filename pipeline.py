@@ -56,6 +56,8 @@ class SamplingOptions:
     the motion's `contacts` then holds the planted flags used.
     mode: "composite" (the product), "interpolate" (GPT keyframes linearly interpolated, no
     diffusion) or "diffusion_only" (text only, no keyframes): the evaluation's ablations.
+    interpolation: the curve of mode "interpolate", "linear" or "cubic" (the Catmull-Rom one the
+    default in-betweener refines, models/keyframes.py).
     """
     seed: Optional[int] = None
     temperature: Optional[float] = None
@@ -69,6 +71,7 @@ class SamplingOptions:
     fit_bones: Optional[bool] = None
     cleanup_feet: Optional[bool] = None
     mode: Mode = "composite"
+    interpolation: Literal["linear", "cubic"] = "linear"
 
     def inbetween_sampling(self) -> InbetweenSampling:
         """The diffusion's share of these (resolved) options."""
@@ -459,7 +462,7 @@ class Composite:
         lengths_t = torch.tensor(lengths, device=device)
         padding_mask = torch.arange(values.shape[1], device=device)[None] < lengths_t[:, None]  # (B, T)
         if options.mode == "interpolate":
-            return interpolate_keyframes(values, mask) * padding_mask[..., None]
+            return interpolate_keyframes(values, mask, options.interpolation) * padding_mask[..., None]
         with timed(timings, "diffusion", device):
             return self.diffusion.sample(text_emb, values, mask, padding_mask,
                                          sampling=options.inbetween_sampling(),

@@ -24,6 +24,15 @@ PINNED_SIZES = dict(vq_width=32, vq_code_dim=16, vq_codebook_size=32, vq_depth=1
                     num_inbetween_steps=4, text_encoder="minilm", **SEED_FORM)
 
 
+# Today's default in-betweener (cubic interpolation, residual envelope, patch filter, weight
+# average, fit_bones) at the tiny sizes above, through Composite.sample's default path: random
+# weights from torch.manual_seed(0), then the denoiser's output layer (zero in a fresh model, which
+# would make the diffusion return the keyframes' interpolation) re-initialised from a seeded
+# generator, so the checksum depends on every denoiser weight.
+DEFAULT_SIZES = {k: v for k, v in PINNED_SIZES.items() if k not in SEED_FORM}
+PINNED_DEFAULT_SHA256 = "d25a865da6bdf98dcf59f6aa895c2238c4b9ff5729934b05f8972644787b8dad"
+
+
 def motion_checksum(motion: np.ndarray) -> str:
     """sha256 of the motion rounded to 0.1 mm (float rounding noise below that is ignored)."""
     return hashlib.sha256(np.round(np.asarray(motion, dtype=np.float64), 4).tobytes()).hexdigest()
@@ -81,3 +90,50 @@ def test_loaded_checkpoints_take_the_run_time_precision_and_length_limit(tiny_tr
     assert small.cfg.max_generate_length == 196  # capped at the length the models were trained on
     with pytest.raises(ValueError, match="above the maximum of 196 frames"):
         small.sample("a person walks forward", 197)
+
+
+@pytest.fixture(scope="module")
+def default_form():
+    """(a builder of) the tiny default-form composite whose denoiser output layer is not zero;
+    scale multiplies every denoiser weight."""
+    cfg = CompositeConfig(**DEFAULT_SIZES)
+    encoder = load_text_encoder(cfg)
+
+    def build(scale: float = 1.0) -> Composite:
+        torch.manual_seed(0)
+        composite = Composite.build(cfg, encoder, np.zeros(FEATURE_DIM, np.float32), np.ones(FEATURE_DIM, np.float32),
+                                    torch.device("cpu"))
+        torch.nn.init.normal_(composite.denoiser.out_proj.weight, std=0.05, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            for param in composite.denoiser.parameters():
+                param.mul_(scale)
+        return composite
+    return build
+
+
+def test_default_path_output_is_pinned_and_runs_the_diffusion(default_form):
+    composite = default_form()
+    assert composite.denoiser.meets_keyframes and composite.cfg.fit_bones  # today's default form
+    motion = composite.sample("a person walks forward", 60, SamplingOptions(seed=11)).motions[0]
+    assert motion.joints.shape == (60, 22, 3) and np.ptp(motion.joints[:, :, 1]) > 0.01
+    assert motion_checksum(motion.joints) == PINNED_DEFAULT_SHA256
+    # the diffusion moved the motion away from the interpolation it refines (same keyframes)
+    interp = composite.sample("a person walks forward", 60, SamplingOptions(seed=11, mode="interpolate",
+                                                                           interpolation="cubic")).motions[0]
+    assert np.array_equal(interp.keyframe_idx, motion.keyframe_idx)
+    assert np.abs(motion.features - interp.features).max() > 1e-2
+    # and so the checksum sees the denoiser's weights: scaled by -3 they give another motion
+    flipped = default_form(-3.0).sample("a person walks forward", 60, SamplingOptions(seed=11)).motions[0]
+    assert motion_checksum(flipped.joints) != PINNED_DEFAULT_SHA256
+
+
+def test_cubic_interpolation_row_passes_the_same_keyframes_on_another_curve(default_form):
+    composite = default_form()
+    linear, cubic = (composite.sample("a person walks forward", 60, SamplingOptions(seed=5, mode="interpolate",
+                                                                                    interpolation=kind)).motions[0]
+                     for kind in ("linear", "cubic"))
+    idx = linear.keyframe_idx
+    assert np.array_equal(idx, cubic.keyframe_idx)
+    np.testing.assert_allclose(cubic.features[idx], linear.features[idx], atol=1e-5)  # the GPT's keyframes
+    between = np.setdiff1d(np.arange(60), idx)
+    assert np.abs(cubic.features[between] - linear.features[between]).max() > 1e-3
