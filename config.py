@@ -372,7 +372,7 @@ class OneLineParser(argparse.ArgumentParser):
             message += "".join(f"; unknown option {name}{suggest(name, valid)}" for name in unknown)
         choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)$", message)
         if choice:
-            message += suggest(choice.group(1), re.findall(r"'([^']*)'", choice.group(2)))
+            message += suggest(choice.group(1), [c.strip("'") for c in choice.group(2).split(", ")])
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 

@@ -7,14 +7,11 @@ import json
 import os
 import re
 import shlex
+import sys
 
 import pytest
 
-import evaluate
-import generate
-import prepare_data
 import train
-import visualize
 from config import CompositeConfig, ConfigError, config_from_args, field_docs
 from conftest import ROOT, run_script
 
@@ -27,31 +24,28 @@ def squeeze(text: str) -> str:
     return "".join(text.split())
 
 
-def load_bench(name: str):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "bench", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def load_script(script: str):
+    """The module of a script path relative to the project root (bench/x.py included)."""
+    if "/" not in script:
+        return importlib.import_module(script[:-3])
+    name = "cli_" + script.replace("/", "_")[:-3]
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, script))
+        sys.modules[name] = importlib.util.module_from_spec(spec)  # dataclasses look their module up
+        spec.loader.exec_module(sys.modules[name])
+    return sys.modules[name]
 
 
-def parse_with_config(parser, argv):
-    args = parser.parse_args(argv)
-    return args, config_from_args(args, parser)
-
-
-def script_parsers() -> dict:
-    """script path -> function(argv) that parses argv as that script does (SystemExit on a bad one)."""
-    return {
-        "train.py": lambda argv: parse_with_config(train.make_cli_parser(), argv),
-        "generate.py": lambda argv: parse_with_config(generate.make_cli_parser(), argv),
-        "evaluate.py": lambda argv: parse_with_config(evaluate.make_cli_parser(), argv),
-        "visualize.py": lambda argv: visualize.make_cli_parser().parse_args(argv),
-        "prepare_data.py": lambda argv: prepare_data.make_cli_parser().parse_args(argv),
-        "bench/bench_train.py": lambda argv: parse_with_config(load_bench("bench_train").make_cli_parser(), argv),
-        "bench/bench_generate.py": lambda argv: load_bench("bench_generate").parse_args(argv),
-        "bench/bench_timeline.py": lambda argv: load_bench("bench_timeline").parse_args(argv),
-        "bench/bench_peer_momask.py": lambda argv: load_bench("bench_peer_momask").parse_args(argv),
-    }
+def parse_as(script: str, argv: list[str]):
+    """Parse argv as the script does: its make_cli_parser() (and the config, when it has config
+    fields), else its parse_args(argv). SystemExit(2) on a command it refuses."""
+    module = load_script(script)
+    if hasattr(module, "make_cli_parser"):
+        parser = module.make_cli_parser()
+        args = parser.parse_args(argv)
+        return (args, config_from_args(args, parser)) if hasattr(parser, "config_groups") else args
+    assert hasattr(module, "parse_args"), f"give {script} a make_cli_parser() or parse_args(argv) to test it"
+    return module.parse_args(argv)
 
 
 def readme_commands() -> list[tuple[str, list[str]]]:
@@ -122,8 +116,7 @@ def test_generate_help_starts_with_purpose_and_own_options_then_described_fields
 
 @pytest.mark.parametrize("script", ["train.py", "evaluate.py", "bench/bench_train.py"])
 def test_each_config_script_lists_its_own_options_before_the_config(script):
-    parser = {"train.py": train.make_cli_parser, "evaluate.py": evaluate.make_cli_parser,
-              "bench/bench_train.py": lambda: load_bench("bench_train").make_cli_parser()}[script]()
+    parser = load_script(script).make_cli_parser()
     text = parser.format_help()
     own = {"train.py": "--resume", "evaluate.py": "--train_evaluator", "bench/bench_train.py": "--steps"}[script]
     assert text.index(own) < text.index("\nconfig:") < text.index("config: data:") < text.index("--lr FLOAT")
@@ -142,7 +135,7 @@ def test_each_config_script_lists_its_own_options_before_the_config(script):
 ])
 def test_errors_name_the_nearest_valid_option(script, argv, expected, capsys):
     with pytest.raises(SystemExit) as stop:
-        script_parsers()[script](argv)
+        parse_as(script, argv)
     assert stop.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and expected in err, err
@@ -157,18 +150,16 @@ def test_misspelt_key_in_a_config_file_suggests_the_field():
 
 def test_every_readme_command_parses():
     commands = readme_commands()
-    parsers = script_parsers()
     scripts = {script for script, _ in commands}
     assert {"train.py", "generate.py", "evaluate.py", "prepare_data.py", "visualize.py"} <= scripts
     assert len(commands) >= 15, commands
     for script, argv in commands:
-        assert script in parsers, f"README runs {script}: add its parser to script_parsers()"
         try:
-            parsers[script](argv)
+            parse_as(script, argv)
         except SystemExit as exc:
             pytest.fail(f"README command `{script} {' '.join(argv)}` no longer parses (exit {exc.code})")
     timeline = next(argv for script, argv in commands if script == "generate.py" and "--timeline" in argv)
-    args, _ = parsers["generate.py"](timeline)
+    args, _ = parse_as("generate.py", timeline)
     assert args.format == ["npy", "gif"] and args.timeline.startswith("a person walks forward:4;")
 
 
@@ -177,9 +168,9 @@ def test_config_files_and_boolean_syntax_keep_working(script, tmp_path):
     saved = CompositeConfig(batch_size=8, fit_bones=False, amp=False, eval_ddim_steps="5,10").to_dict()
     path = tmp_path / "cfg.json"
     path.write_text(json.dumps(saved))
-    _, cfg = script_parsers()[script](["--config", str(path)])
+    _, cfg = parse_as(script, ["--config", str(path)])
     assert cfg.to_dict() == saved  # every field of a saved config, booleans as JSON booleans
-    _, cfg = script_parsers()[script](["--config", str(path), "--fit_bones", "true", "--amp", "False",
+    _, cfg = parse_as(script, ["--config", str(path), "--fit_bones", "true", "--amp", "False",
                                        "--lr", "1e-3", "--eval_ddim_steps", "5,10,25"])
     assert cfg.fit_bones is True and cfg.amp is False and cfg.lr == 1e-3 and cfg.batch_size == 8
     assert cfg.eval_ddim_steps == "5,10,25"
