@@ -339,8 +339,9 @@ def field_docs() -> dict[str, FieldDoc]:
     for node in ast.parse(source).body[0].body:
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
             group = next((name for line, name in reversed(sections) if line < node.lineno), "other")
-            text, trailing = comments.get(node.end_lineno, ("", False))
-            docs[node.target.id] = FieldDoc(group, text.lstrip("#").strip() if trailing else "")
+            trailing = [comments[line][0] for line in range(node.lineno, node.end_lineno + 1)
+                        if line in comments and comments[line][1]]  # a declaration may span lines
+            docs[node.target.id] = FieldDoc(group, trailing[-1].lstrip("#").strip() if trailing else "")
     return docs
 
 
