@@ -32,7 +32,8 @@ On the device machine (see the device tool's README): the repository travels as 
 else is needed (torch, numpy, scipy, tqdm are in its image). For MoMask, put a checkout of
 EricGuo5513/momask-codes in an ignored folder of the repository (`echo /.momask/ >>
 .git/info/exclude`), carry it (`carry: [".momask"]`) and pass --momask_dir .momask (its einops is
-in the image). Run `PYTHONUNBUFFERED=1 python3 bench/gpu_check.py --out $OUT/gpu_check.json`.
+in the image). One device call: `PYTHONUNBUFFERED=1 python3 bench/gpu_check.py --out $OUT/gpu_check.json` with
+timeout_s 420 (the data set build, ~10 s, happens there; `dataset/` is ignored, so nothing of it travels).
 """
 from __future__ import annotations
 
@@ -441,7 +442,7 @@ def section(seconds: dict, name: str, what: str):
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
+    parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda", help="cpu: the dry run (with --tiny)")
     parser.add_argument("--tiny", action="store_true", help="tiny model sizes, batch 8 (the CPU dry run)")
     parser.add_argument("--steps", type=int, default=None, help="training steps per stage (default 300; tiny 6)")
     parser.add_argument("--stage_cap_s", type=float, default=45.0, help="seconds after which a stage stops")
@@ -468,6 +469,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     started = time.perf_counter()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("gpu_check.py: error: no CUDA GPU is visible; for the CPU dry run pass --device cpu --tiny",
+              file=sys.stderr)
+        return 2
     device = select_device(CompositeConfig(device=args.device))
     report = {"meta": {"device": str(device), "torch": torch.__version__, "tiny": args.tiny, "steps": args.steps,
                        "motions": args.motions, "length": args.length, "batch": args.batch,

@@ -112,3 +112,10 @@ def test_bad_options_end_with_one_line(capsys):
         gpu_check.parse_args(["--length", "500"])
     assert exc.value.code == 2
     assert "--length must lie in [20, 196] frames, got 500" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown where no GPU is visible")
+def test_no_gpu_says_how_to_dry_run(tmp_path, capsys):
+    assert gpu_check.main(["--out", str(tmp_path / "x.json")]) == 2
+    assert "no CUDA GPU is visible; for the CPU dry run pass --device cpu --tiny" in capsys.readouterr().err
+    assert not (tmp_path / "x.json").exists()
