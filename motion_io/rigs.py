@@ -170,15 +170,15 @@ def detect_rig(joint_names: list, path: str = "BVH file", parents=None, rest=Non
     joints = [n for n in joint_names if not n.endswith("/End")]
     if template:
         write_rig_template(template, joint_names, parents, found)
-        fix = f"a mapping template with all {len(joints)} joints is in {template}: fill in its empty joints"
+        fix = f"a mapping template listing them is in {template}: fill in its empty joints"
     else:
-        fix = ("write a mapping template listing every joint with prepare_data.py --write_rig_template FILE "
+        fix = ("write a mapping template listing them with prepare_data.py --write_rig_template FILE "
                "(import_bvh(..., rig_template=FILE)), fill in its empty joints")
     shown = ", ".join(joints[:6]) + (", ..." if len(joints) > 6 else "")
     raise UnknownRigError(
-        f"{path}: unknown BVH rig: {len(joints)} joints ({shown}); the name matcher found no "
-        f"{', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}; {fix} and pass rig=FILE "
-        "(prepare_data.py --rig FILE); see README 'Importing your own BVH'")
+        f"{path}: unknown BVH rig ({len(joints)} joints: {shown}); no {', '.join(missing[:3])}"
+        f"{f' (+{len(missing) - 3})' if len(missing) > 3 else ''} found by name; {fix} and pass "
+        "rig=FILE (prepare_data.py --rig FILE); see README 'Importing your own BVH'")
 
 
 def rig_template(joint_names: list, parents=None, found: Optional[dict] = None) -> dict:
