@@ -18,7 +18,7 @@ from evaluation import report
 from evaluation.evaluators import Evaluators, evaluator_path, load_evaluators, train_evaluator
 from evaluation.items import EvalError, EvalItem, LabelSet, draw_items, example_items, load_labels
 from evaluation.official import load_official
-from evaluation.rows import Generated, RowPlan, RowSpec, generate, generate_pinned, row_specs
+from evaluation.rows import Generated, RowPlan, RowSpec, generate, generate_pinned, row_features, row_specs
 from evaluation.scoring import MM_PAIRS, Protocol, RowSample, Scorers, score_row
 from pipeline import Composite, SamplingOptions, require_checkpoints
 from runtime import select_device, stats_hash
@@ -123,7 +123,7 @@ class EvalRun:
         motions = gen.motions
         grid = [m.keyframe_idx if len(m.keyframe_idx) else keyframe_indices(len(m.joints), self.interval)
                 for m in motions]
-        sample = RowSample(items, None, None, gen.features, [m.joints for m in motions], grid,
+        sample = RowSample(items, None, None, row_features(row, gen), [m.joints for m in motions], grid,
                            [m.keyframe_model_error for m in motions], pin_errors=gen.pin_errors,
                            raw_joints=[features_to_joints(m.features) for m in motions])
         if row.multimodality and self.num_mm_prompts:

@@ -48,6 +48,10 @@ DEFINITIONS = [
     "the final motion matches its keyframes by construction, so that is not a column.",
     "Pinned row: each test motion's own pose pinned in world space at its middle and last frames; its columns "
     "show what meeting pins costs (the distance to the pins is 0 by construction and is a note, not a column).",
+    "Cleaned rows: the same motions (same seeds) through the foot cleanup (cleanup_feet, feet.py: planted feet held "
+    "still, legs re-solved by IK), a post-process on the joints. The evaluator reads features, so the cleaned rows "
+    "are read through utils.joints_to_features of their joints, and so is the 'round trip, not cleaned' row of "
+    "the raw composite: FID between those two rows is what the cleanup changes, not what the conversion does.",
     "<label> acc: accuracy of a classifier of that label field, trained on the train split's ground truth.",
 ]
 GUO_PROTOCOL = {"repeats": 20, "diversity_pairs": 300, "mm_prompts": 100, "mm_repeats": 30}

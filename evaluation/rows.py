@@ -18,6 +18,7 @@ from config import CompositeConfig
 from evaluation.items import EvalError
 import metrics
 from pipeline import Composite, KeyframePins, MotionSample, SamplingOptions
+from utils import joints_to_features
 
 ROW_CHOICES = ("gt", "composite", "ar", "diffusion", "ddim", "pinned", "guidance", "eta")
 DEFAULT_ROWS = ("gt", "composite", "ar", "diffusion", "ddim", "pinned")
@@ -41,6 +42,7 @@ class RowSpec:
     options: Optional[SamplingOptions]  # how the row samples; None for ground truth
     multimodality: bool = False  # also measure MultiModality
     pinned: bool = False  # pin each test motion's own poses (world space) at pinned_frames
+    joint_features: bool = False  # the evaluator reads features rebuilt from the delivered joints, not the network's
 
     @property
     def mode(self) -> Optional[str]:
@@ -63,7 +65,7 @@ def parse_numbers(text: str, name: str, kind=int) -> tuple:
 def row_specs(cfg: CompositeConfig, plan: RowPlan) -> list[RowSpec]:
     """The table's rows in order, for the chosen row groups."""
     steps = cfg.num_inbetween_steps
-    composite = SamplingOptions(mode="composite", num_inbetween_steps=steps)
+    composite = SamplingOptions(mode="composite", num_inbetween_steps=steps, cleanup_feet=False)
     rows = []
     if "gt" in plan.groups:
         rows.append(RowSpec("ground_truth", "Ground truth", None))
@@ -80,6 +82,16 @@ def row_specs(cfg: CompositeConfig, plan: RowPlan) -> list[RowSpec]:
                  for s in sweep]
     if "pinned" in plan.groups:
         rows.append(RowSpec("composite_pinned", "Composite, real poses pinned (world)", composite, pinned=True))
+    # the foot cleanup (feet.py) acts on joints and the evaluator reads features: the cleaned rows are read
+    # through utils.joints_to_features, and so is the uncleaned composite, so FID shows the cleanup's change
+    if "composite" in plan.groups:
+        rows += [RowSpec("composite_roundtrip", "Composite, joints -> features round trip, not cleaned", composite,
+                         joint_features=True),
+                 RowSpec("composite_cleaned", "Composite, cleaned", replace(composite, cleanup_feet=True),
+                         joint_features=True)]
+    if "pinned" in plan.groups:
+        rows.append(RowSpec("composite_pinned_cleaned", "Composite, real poses pinned (world), cleaned",
+                            replace(composite, cleanup_feet=True), pinned=True, joint_features=True))
     if "guidance" in plan.groups:
         rows += [RowSpec(f"composite_cfg{g:g}", f"Composite, CFG {g:g}", replace(composite, guidance_scale=g))
                  for g in plan.guidance_scales]
@@ -98,6 +110,16 @@ class Generated:
     @property
     def features(self) -> list[np.ndarray]:
         return [m.features for m in self.motions]
+
+
+def row_features(row: RowSpec, gen: Generated) -> list[np.ndarray]:
+    """What the evaluator reads of a row's motions: the network's features (T, 263), or with
+    row.joint_features the features of the delivered (e.g. cleaned) joints (utils.joints_to_features
+    gives T-1 frames; the last is repeated so that they stay one per joint frame, as the network's)."""
+    if not row.joint_features:
+        return gen.features
+    rebuilt = [joints_to_features(m.joints) for m in gen.motions]  # (T-1, 263) each
+    return [np.concatenate([f, f[-1:]]) for f in rebuilt]
 
 
 def generate(composite: Composite, captions: list[str], lengths: list[int], options: SamplingOptions,

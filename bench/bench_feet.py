@@ -1,0 +1,216 @@
+"""Foot cleanup, measured: toe skating, jerk and foot penetration of generated motions before and
+after `cleanup_feet` (feet.py), beside ground truth, and the same with world pins and a root path.
+
+    python bench/bench_feet.py --checkpoint_dir /path/to/set --dataset_root dataset/bandai \
+        --dataset_kind humanml3d --min_motion_length 24 --num_prompts 50
+
+Test-split captions and lengths of --dataset_root (lengths up to max_generate_length), one
+motion each (seed cfg.seed + i); the cleaned motion is the raw one through feet.clean_feet (what
+SamplingOptions(cleanup_feet=True) returns, tests/test_feet.py). Columns:
+
+- Toe skate cm/s: Kimodo's foot skating from height (NVIDIA 2026), metrics.toe_skating_speed:
+  mean horizontal toe speed over steps where the toe is within 5 cm of the floor, no threshold.
+- GMD ratio: metrics.foot_skating_ratio. Jerk m/s^3: metrics.jerk. Penetr. cm: metrics.foot_penetration.
+- Control rows, on the test motions that stay in place (ground-truth root travels < IN_PLACE_M):
+  their own last pose pinned in world space PIN offsets to the side at the last frame; and on
+  the walking ones, a root path along a CIRCLE_RADIUS circle at the ground truth's own speed.
+  Delivered error: control.control_errors of the returned joints (pin_root_error_max; for the
+  path, trajectory_error_mean / _max); the targets compare cleaned toe skating with the same
+  motions' ground truth.
+Prints a table and writes results/bench_feet.json (cfg.results_dir).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import metrics  # noqa: E402
+from config import CompositeConfig, config_from_args, make_parser  # noqa: E402
+from feet import clean_feet  # noqa: E402
+from pipeline import Composite, KeyframePins, SamplingOptions  # noqa: E402
+from utils import FOOT_SLICE, features_to_joints  # noqa: E402
+
+IN_PLACE_M = 0.3  # m: a test motion whose root ends closer than this to where it started stays in place
+PINS = (0.5, 1.5)  # m: world pins this far to the side of an in-place motion's own last pose
+CIRCLE_RADIUS = 3.0  # m
+WALK_WORDS = ("walk", "run", "dash")
+
+
+# ---------------------------------------------------------------------------------------
+def test_items(cfg: CompositeConfig, limit: int) -> list[dict]:
+    """Test-split motions: id, caption (each file's first), ground-truth joints (T, 22, 3), length."""
+    root = cfg.dataset_root
+    with open(os.path.join(root, "test.txt")) as fh:
+        ids = [line.strip() for line in fh if line.strip()]
+    items = []
+    for motion_id in ids:
+        path = os.path.join(root, "new_joint_vecs", motion_id + ".npy")
+        if not os.path.exists(path):
+            continue
+        features = np.load(path)[:cfg.max_generate_length]
+        if len(features) < cfg.min_motion_length:
+            continue
+        with open(os.path.join(root, "texts", motion_id + ".txt")) as fh:
+            caption = fh.readline().split("#")[0].strip()
+        items.append(dict(id=motion_id, caption=caption, joints=features_to_joints(features.astype(np.float64)),
+                          length=len(features)))
+        if len(items) == limit:
+            break
+    return items
+
+
+def quality(joints_list: list[np.ndarray], fps: int) -> dict:
+    """Mean toe skating (cm/s), GMD ratio, jerk (m/s^3), penetration (cm) over motions."""
+    def mean(values):
+        values = [v for v in values if np.isfinite(v)]
+        return float(np.mean(values)) if values else float("nan")
+    return dict(toe_skate_cm_s=mean([metrics.toe_skating_speed(j, fps) for j in joints_list]),
+                gmd_ratio=mean([metrics.foot_skating_ratio(j, fps) for j in joints_list]),
+                jerk=mean([metrics.jerk(j, fps) for j in joints_list]),
+                penetration_cm=100 * mean([metrics.foot_penetration(j) for j in joints_list]))
+
+
+def cleaned(motion, fps: int) -> np.ndarray:
+    return clean_feet(motion.joints, motion.features[:, FOOT_SLICE], fps).joints
+
+
+def max_bone_change(raw: list[np.ndarray], clean: list[np.ndarray]) -> float:
+    """Largest change (m) of any bone's length in any frame."""
+    return max(float(np.abs(metrics.bone_lengths(c) - metrics.bone_lengths(r)).max()) for r, c in zip(raw, clean))
+
+
+# ---------------------------------------------------------------------------------------
+def text_rows(composite: Composite, items: list[dict], cfg: CompositeConfig) -> dict:
+    """Ground truth, raw and cleaned motions for the items' captions and lengths."""
+    raw, clean = [], []
+    for i, item in enumerate(items):
+        motion = composite.sample(item["caption"], item["length"], SamplingOptions(seed=cfg.seed + i)).motions[0]
+        raw.append(motion.joints)
+        clean.append(cleaned(motion, cfg.fps))
+    return dict(ground_truth=quality([it["joints"] for it in items], cfg.fps), raw=quality(raw, cfg.fps),
+                cleaned=quality(clean, cfg.fps), bone_change_m=max_bone_change(raw, clean), count=len(items))
+
+
+def circle_path(joints: np.ndarray) -> np.ndarray:
+    """(T, 2) xz: a CIRCLE_RADIUS circle from the origin (heading +z, turning towards +x) travelled
+    at the ground truth's own root speed."""
+    step = np.linalg.norm(np.diff(joints[:, 0, [0, 2]], axis=0), axis=-1)
+    angle = np.concatenate([[0.0], np.cumsum(step)]) / CIRCLE_RADIUS
+    return CIRCLE_RADIUS * np.stack([1.0 - np.cos(angle), np.sin(angle)], axis=-1)
+
+
+def control_row(composite: Composite, items: list[dict], cfg: CompositeConfig, goal) -> dict:
+    """One control case over items: goal(item) -> (pins, trajectory); raw / cleaned quality,
+    ground truth's, and the delivered control errors (mean over motions of each key)."""
+    if not items:
+        return dict(count=0)
+    raw, clean, errors, clean_errors = [], [], [], []
+    for i, item in enumerate(items):
+        pins, trajectory = goal(item)
+        options = SamplingOptions(seed=cfg.seed + i)
+        motion = composite.sample(item["caption"], item["length"], options, pins=pins,
+                                  trajectory=trajectory).motions[0]
+        raw.append(motion.joints)
+        errors.append(motion.control_errors)
+        clean_motion = composite.sample(item["caption"], item["length"], SamplingOptions(seed=cfg.seed + i,
+                                        cleanup_feet=True), pins=pins, trajectory=trajectory).motions[0]
+        clean.append(clean_motion.joints)
+        clean_errors.append(clean_motion.control_errors)
+    mean_errors = lambda rows: {k: float(np.mean([r[k] for r in rows])) for k in rows[0]
+                                if all(isinstance(r.get(k), float) for r in rows)}
+    return dict(ground_truth=quality([it["joints"] for it in items], cfg.fps), raw=quality(raw, cfg.fps),
+                cleaned=quality(clean, cfg.fps), raw_errors=mean_errors(errors), delivered=mean_errors(clean_errors),
+                bone_change_m=max_bone_change(raw, clean), count=len(items))
+
+
+def pin_goal(offset: float):
+    def goal(item):
+        pose = item["joints"][-1:].copy()
+        pose[..., 0] += offset
+        return KeyframePins(pose, np.array([item["length"] - 1]), space="world"), None
+    return goal
+
+
+# ---------------------------------------------------------------------------------------
+def print_rows(name: str, row: dict) -> None:
+    if not row["count"]:
+        print(f"\n{name}: no such test motions")
+        return
+    print(f"\n{name} ({row['count']} motions; largest bone-length change from cleanup {row['bone_change_m']:.1e} m)")
+    print(f"  {'':14s} {'toe skate cm/s':>15s} {'GMD ratio':>10s} {'jerk m/s^3':>11s} {'penetr. cm':>11s}")
+    for key in ("ground_truth", "raw", "cleaned"):
+        q = row[key]
+        print(f"  {key:14s} {q['toe_skate_cm_s']:15.2f} {q['gmd_ratio']:10.3f} {q['jerk']:11.1f} "
+              f"{q['penetration_cm']:11.3f}")
+    for key in ("raw_errors", "delivered"):
+        if key in row:
+            print(f"  control errors ({key}, m, mean over motions): "
+                  + ", ".join(f"{k} {v:.4f}" for k, v in row[key].items()))
+
+
+def verdicts(report: dict) -> list[str]:
+    text = report["text"]
+    gt, raw, clean = text["ground_truth"], text["raw"], text["cleaned"]
+    lines = [("toe skating after cleanup <= ground truth's", clean["toe_skate_cm_s"] <= gt["toe_skate_cm_s"],
+              f"{clean['toe_skate_cm_s']:.2f} vs {gt['toe_skate_cm_s']:.2f} cm/s (raw {raw['toe_skate_cm_s']:.2f})"),
+             ("jerk within +10% of raw", clean["jerk"] <= 1.1 * raw["jerk"], f"{clean['jerk']:.1f} vs {raw['jerk']:.1f}"),
+             ("foot penetration not worse", clean["penetration_cm"] <= raw["penetration_cm"] + 1e-9,
+              f"{clean['penetration_cm']:.3f} vs {raw['penetration_cm']:.3f} cm")]
+    for key, row in report["control"].items():
+        if not row["count"]:
+            continue
+        delivered = max(v for k, v in row["delivered"].items() if k.endswith("_error_max") and "facing" not in k)
+        limit = 1.5 * row["ground_truth"]["toe_skate_cm_s"]
+        lines += [(f"{key}: delivered error < 1 cm", delivered < 0.01, f"{delivered * 100:.3f} cm"),
+                  (f"{key}: toe skating after cleanup <= 1.5x ground truth's", row["cleaned"]["toe_skate_cm_s"] <= limit,
+                   f"{row['cleaned']['toe_skate_cm_s']:.2f} vs {limit:.2f} cm/s (raw {row['raw']['toe_skate_cm_s']:.2f})")]
+    return [f"  {'MET ' if ok else 'MISSED'}  {name}: {numbers}" for name, ok, numbers in lines]
+
+
+def main(argv=None) -> int:
+    parser = make_parser(__doc__.split("\n\n")[0], prog="bench_feet.py")
+    parser.add_argument("--num_prompts", type=int, default=50, help="test-split motions for the text rows")
+    parser.add_argument("--num_control", type=int, default=15, help="motions per control case")
+    args = parser.parse_args(argv)
+    cfg = config_from_args(args, parser)
+    torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1))))
+    composite = Composite.from_checkpoints(cfg)
+    items = test_items(cfg, 10 ** 9)
+    print(f"models: {cfg.checkpoint_dir}; device {composite.device}; {len(items)} usable test motions in "
+          f"{cfg.dataset_root}")
+    began = time.perf_counter()
+    report = dict(checkpoint_dir=cfg.checkpoint_dir, dataset_root=cfg.dataset_root, device=str(composite.device))
+    report["text"] = text_rows(composite, items[:args.num_prompts], cfg)
+    print_rows("test-split captions", report["text"])
+    travel = lambda it: float(np.linalg.norm(it["joints"][-1, 0, [0, 2]] - it["joints"][0, 0, [0, 2]]))
+    in_place = [it for it in items if travel(it) < IN_PLACE_M][:args.num_control]
+    walks = [it for it in items if any(w in it["caption"] for w in WALK_WORDS) and travel(it) > 1.0][:args.num_control]
+    report["control"] = {}
+    for offset in PINS:
+        key = f"world pin {offset:g} m off an in-place motion"
+        report["control"][key] = control_row(composite, in_place, cfg, pin_goal(offset))
+        print_rows(key, report["control"][key])
+    key = f"{CIRCLE_RADIUS:g} m-radius circle path"
+    report["control"][key] = control_row(composite, walks, cfg, lambda it: (None, circle_path(it["joints"])))
+    print_rows(key, report["control"][key])
+    report["verdicts"] = verdicts(report)
+    print("\ntargets (issue 20):\n" + "\n".join(report["verdicts"]))
+    print(f"\n{time.perf_counter() - began:.0f} s")
+    path = os.path.join(cfg.results_dir, "bench_feet.json")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as fh:
+        json.dump(report, fh, indent=2, default=float)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
