@@ -79,9 +79,9 @@ def save_npy(path: str, array: np.ndarray) -> None:
 
 def _import_take(task: tuple) -> tuple:
     """Worker: import one BVH into joints/<take>.npy; returns (take, frames or None, error)."""
-    take, path, out, rig, fps = task
+    take, path, out, rig, fps, rig_template = task
     try:
-        joints = import_bvh(path, rig=rig, fps=fps).joints
+        joints = import_bvh(path, rig=rig, fps=fps, rig_template=rig_template).joints
     except Exception as exc:  # noqa: BLE001 - any failure of one file makes it a counted broken take
         return take, None, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     save_npy(os.path.join(out, "joints", f"{take}.npy"), joints.astype(np.float32))
@@ -122,7 +122,8 @@ def _check_out(out: str, settings: dict, rebuild: bool) -> None:
         os.makedirs(os.path.join(out, name), exist_ok=True)
 
 
-def import_takes(takes: dict, out: str, rig, fps: float, workers: int, progress: bool) -> tuple[dict, dict]:
+def import_takes(takes: dict, out: str, rig, fps: float, workers: int, progress: bool,
+                 rig_template: Optional[str] = None) -> tuple[dict, dict]:
     """({take: frames} of imported takes, {take: error} of broken ones); reuses joints/."""
     frames, broken, todo = {}, {}, []
     for take, path in takes.items():
@@ -130,7 +131,7 @@ def import_takes(takes: dict, out: str, rig, fps: float, workers: int, progress:
         if os.path.exists(cached):
             frames[take] = np.load(cached, mmap_mode="r").shape[0]
         else:
-            todo.append((take, path, out, rig, fps))
+            todo.append((take, path, out, rig, fps, rig_template))
     for take, count, error in run_tasks(_import_take, todo, workers, "importing BVH", progress, unit="take"):
         if error:
             broken[take] = error
@@ -224,6 +225,7 @@ class PrepareOptions:
     workers: int = 0  # processes (0: up to 2)
     rebuild: bool = False  # re-import every take instead of reusing OUT
     progress: bool = True
+    rig_template: Optional[str] = None  # where a take of an unknown rig writes a mapping template to fill in
 
     def check(self) -> None:
         if self.mirror not in ("train", "all", "none"):
@@ -246,7 +248,7 @@ def prepare_dataset(bvh_dir: str, out: str, options: Optional[PrepareOptions] = 
                 "rig": rig if rig is None or isinstance(rig, str) else repr(rig)}
     _check_out(out, settings, opts.rebuild)
     workers = opts.workers if opts.workers > 0 else min(2, os.cpu_count() or 1)
-    frames, broken = import_takes(takes, out, rig, fps, workers, progress)
+    frames, broken = import_takes(takes, out, rig, fps, workers, progress, opts.rig_template)
     if broken:
         first = next(iter(broken))
         print(f"warning: skipped {len(broken)} broken BVH file(s) of {len(takes)} (first: {takes[first]}: "
@@ -291,7 +293,11 @@ def make_cli_parser() -> OneLineParser:
     parser.add_argument("--bvh_dir", required=True, help="folder searched recursively for .bvh files")
     parser.add_argument("--out", required=True, help="output folder (e.g. dataset/bandai)")
     parser.add_argument("--rig", default=None, help="rig profile (bandai, cmu, project) or a JSON mapping file; "
-                        "default: chosen by the files' joint names")
+                        "default: a built-in profile by the files' joint names, else the name matcher "
+                        "(Mixamo, Biovision, MakeHuman, DAZ, Unreal, ...)")
+    parser.add_argument("--write_rig_template", default=None, metavar="FILE",
+                        help="if a file's rig is not recognised, write a JSON mapping template listing its "
+                        "joints to FILE (fill it in, then pass --rig FILE)")
     parser.add_argument("--fps", type=float, default=20, help="frame rate of the data set")
     parser.add_argument("--min_length", type=int, default=24,
                         help="shortest motion kept, in feature frames at --fps (the loader's --min_motion_length; "
@@ -317,7 +323,7 @@ def main(argv=None) -> int:
         fractions = tuple(float(f) for f in args.split.split(","))
         options = PrepareOptions(args.rig, args.fps, args.min_length, args.captions_csv, args.num_captions,
                                  args.mirror, fractions, args.min_label_takes, args.seed, args.workers,
-                                 args.rebuild, progress=not args.quiet)
+                                 args.rebuild, progress=not args.quiet, rig_template=args.write_rig_template)
         summary = prepare_dataset(args.bvh_dir, args.out, options)
     except ValueError as exc:
         print(f"prepare_data.py: error: {exc}", file=sys.stderr)

@@ -192,3 +192,26 @@ def test_blender_reexport_returns_the_original(tmp_path):
                     str(FIXTURES / "project_walk.bvh"), str(out)], check=True, capture_output=True, timeout=300)
     again = bvh.import_bvh(str(out))
     assert np.linalg.norm(again.joints - ours.joints, axis=-1).max() < 1e-3
+
+
+def test_prepare_data_writes_the_rig_template(tmp_path):
+    import sys
+    root = Path(__file__).resolve().parents[1]
+    folder = tmp_path / "bvh"
+    folder.mkdir()
+    text = Path(_walk(tmp_path, "biovision")).read_text()
+    for old, new in (("LeftHip", "jA"), ("RightHip", "jB"), ("Knee", "Bend"), ("Ankle", "Lower")):
+        text = text.replace(old, new)  # the legs lose their recognisable names
+    for i in range(3):
+        (folder / f"set_walk_normal_{i:03d}.bvh").write_text(text)
+    template = tmp_path / "rig.json"
+    run = subprocess.run([sys.executable, "prepare_data.py", "--bvh_dir", str(folder), "--out", str(tmp_path / "out"),
+                          "--write_rig_template", str(template), "--quiet", "--workers", "1"],
+                         cwd=root, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2
+    warning = next(line for line in run.stderr.splitlines() if line.startswith("warning: skipped 3 broken"))
+    assert "unknown BVH rig (21 joints: Hips, Chest, Chest2, Neck, Head, LeftCollar, ...)" in warning
+    assert str(template) in warning
+    filled = json.loads(template.read_text())
+    assert filled["joints"]["left_wrist"] == "LeftWrist" and filled["joints"]["left_hip"] == ""
+    assert "  jA" in filled["file_joints"]
