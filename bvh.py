@@ -396,10 +396,10 @@ class ImportedMotion:
 
     @property
     def features(self) -> np.ndarray:
-        """HumanML3D features (T-1, 263) of the joints (utils.joints_to_features)."""
+        """HumanML3D features (T-1, 263) of the joints (utils.joints_to_features, on the import's floor)."""
         if self.raw:
             raise ValueError("raw imports are in file units; import without raw=True for features")
-        return joints_to_features(self.joints)
+        return joints_to_features(self.joints, refloor=False)
 
     @property
     def seconds(self) -> float:

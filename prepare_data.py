@@ -94,7 +94,7 @@ def _write_motion(task: tuple) -> str:
     joints = np.load(os.path.join(out, "joints", f"{take}.npy")).astype(np.float64)
     if motion_id != take:
         joints = mirror_joints(joints)
-    features = joints_to_features(joints)
+    features = joints_to_features(joints, refloor=False)  # keep import_bvh's floor (from the feet)
     save_npy(os.path.join(out, "new_joints", f"{motion_id}.npy"), features_to_joints(features).astype(np.float32))
     save_npy(os.path.join(out, "new_joint_vecs", f"{motion_id}.npy"), features)
     return motion_id

@@ -352,17 +352,19 @@ def foot_contacts(joints: np.ndarray, threshold: float = 0.002) -> tuple[np.ndar
     return contact(FOOT_IDX_LEFT), contact(FOOT_IDX_RIGHT)
 
 
-def joints_to_features(joints: np.ndarray, feet_threshold: float = 0.002) -> np.ndarray:
+def joints_to_features(joints: np.ndarray, feet_threshold: float = 0.002, refloor: bool = True) -> np.ndarray:
     """HumanML3D features (T-1, 263) of a motion's joint positions (T, 22, 3) in metres.
 
-    The motion is first put on the floor, its first root at the xz origin and its first frame
-    facing +z, as HumanML3D's pipeline does; the features are invariant to those choices.
+    The motion is first put on the floor (its lowest joint at y = 0, as HumanML3D's pipeline
+    does; refloor=False keeps the joints' own floor, e.g. bvh.import_bvh's robust one), its first
+    root at the xz origin and its first frame facing +z; only the root height depends on the floor.
     """
     joints = np.asarray(joints, dtype=np.float64)
     if joints.ndim != 3 or joints.shape[1:] != (NUM_JOINTS, 3) or joints.shape[0] < 2:
         raise ValueError(f"joints_to_features expects (T>=2, {NUM_JOINTS}, 3) joints, got {joints.shape}")
     positions = joints.copy()
-    positions[..., 1] -= positions[..., 1].min()
+    if refloor:
+        positions[..., 1] -= positions[..., 1].min()
     positions -= positions[0, 0] * np.array([1.0, 0.0, 1.0])
     pos_t = torch.from_numpy(positions)
     facing = facing_direction(pos_t[:1])

@@ -215,3 +215,12 @@ def test_prepare_data_writes_the_rig_template(tmp_path):
     filled = json.loads(template.read_text())
     assert filled["joints"]["left_wrist"] == "LeftWrist" and filled["joints"]["left_hip"] == ""
     assert "  jA" in filled["file_joints"]
+
+
+def test_features_keep_the_robust_floor(tmp_path):
+    import utils
+    odd = bvh.import_bvh(write_walk_bvh(tmp_path / "tpose.bvh", "mixamo", speed=SPEED / 0.01, first_frame="tpose_low")[0])
+    features = odd.features  # root height (index 3) over the feet's floor, not over frame 0's sunken feet
+    np.testing.assert_allclose(features[:, 3], odd.joints[:-1, 0, 1], atol=1e-9)
+    lifted = utils.joints_to_features(odd.joints)  # HumanML3D's own floor: the take's lowest joint
+    assert (lifted[:, 3] - features[:, 3]).min() > 0.1
