@@ -5,16 +5,21 @@ root and trajectory errors, and time and memory at 15/30/60 s.
     python bench/bench_timeline.py --checkpoint_dir /path/to/set --lengths 15,30,60
 
 Uses the trained checkpoints in --checkpoint_dir when there are any, else random weights at the
-config's sizes (then the per-segment checks mean nothing, the seam, control and time numbers
-still do). Prints the numbers and writes results/bench_timeline.json (cfg.results_dir).
+config's sizes (then the per-segment checks and the seams, which are judged against ground
+truth, mean nothing; the control and time numbers still do). Prints the numbers and writes
+results/bench_timeline.json (cfg.results_dir).
 
 - Segment checks, on the joints: a walking-forward segment moves the root forward (metres
   along the facing at its start), a waving segment raises that hand's wrist above its shoulder
   (fraction of frames), a sitting-down segment lowers the pelvis (lowest vs first frame), a
   jump lifts it.
-- Seams: the worst joint's acceleration (m/s^2) within 3 frames of every segment boundary and
-  over every diffusion-window overlap, against the ground-truth range: the same measure over
-  the data set's motions (percentiles), and the generated motion away from seams.
+- Seams (metrics.seam_displacement_ratio, transition_jerk), at every segment boundary and diffusion-window overlap: the worst
+  ratio of a joint's step beyond the root's steady pace to ground truth's largest at the same root
+  speed (above 1: a pop no real motion makes at that pace), and FlowMDM's Peak Jerk and Area Under
+  the Jerk of the transitions (Barquero et al. 2024), beside ground truth's mean jerk.
+- Feet: toe skating in cm/s near the floor (Kimodo's foot skate from height), the toe speed where
+  the motion's own contact channels say planted, how often those agree with the height test, and
+  GMD's ratio, for the timelines and for ground truth.
 - Control: world-space pins (root position error at pinned frames) and a trajectory (mean
   root error at its frames).
 - Time per length (seconds, and seconds per second of motion: constant when linear) and peak
@@ -38,16 +43,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from config import CompositeConfig, config_from_args, make_parser  # noqa: E402
+import metrics  # noqa: E402
 from control import to_world  # noqa: E402
 from pipeline import Composite, KeyframePins, SamplingOptions  # noqa: E402
 from runtime import CheckpointError  # noqa: E402
 from timeline import TimelineResult, generate_timeline  # noqa: E402
-from utils import facing_direction  # noqa: E402
+from utils import facing_direction, features_to_joints, joints_to_features  # noqa: E402
 
 STORY = [("a person walks forward", 4.0), ("a person waves with the right hand", 3.0), ("a person sits down", 3.5)]
 CYCLE = ["a person walks forward", "a person waves with the right hand", "a person jumps",
          "a person walks backwards", "a person raises both arms", "a person turns around"]
-SEAM_REACH = 3  # frames either side of a segment boundary
 PELVIS, R_SHOULDER, L_SHOULDER, R_WRIST, L_WRIST = 0, 17, 16, 21, 20
 
 
@@ -71,16 +76,20 @@ def accelerations(joints: np.ndarray, fps: int) -> np.ndarray:
     return np.linalg.norm(np.diff(joints, 2, axis=0), axis=-1).max(-1) * fps ** 2
 
 
-def ground_truth_accelerations(cfg: CompositeConfig, limit: int = 300) -> tuple[np.ndarray, str]:
-    """Per-frame accelerations of up to `limit` data-set motions (new_joints), or of freshly
-    generated embedded motions when the data set is not on disk."""
-    files = sorted(glob.glob(os.path.join(cfg.dataset_root, "new_joints", "*.npy")))[:limit]
+def ground_truth(cfg: CompositeConfig, limit: int = 300) -> tuple[list[tuple[np.ndarray, np.ndarray]], str]:
+    """(joints (T, 22, 3), features (T, 263)) of up to `limit` data-set motions (new_joint_vecs, the
+    joints their features give, as the evaluation reads them), or of freshly generated embedded
+    motions when the data set is not on disk; and where they came from."""
+    files = sorted(glob.glob(os.path.join(cfg.dataset_root, "new_joint_vecs", "*.npy")))[:limit]
     if files:
-        return np.concatenate([accelerations(np.load(f).astype(np.float64), cfg.fps) for f in files]), \
-            f"{len(files)} motions of {cfg.dataset_root}"
-    from synthetic import generate_motion
-    motions = [generate_motion(cfg.synthetic_seed, i, cfg.fps).joints for i in range(min(limit, 100))]
-    return np.concatenate([accelerations(m, cfg.fps) for m in motions]), f"{len(motions)} embedded motions"
+        features = [np.load(f).astype(np.float64) for f in files]
+        source = f"{len(files)} motions of {cfg.dataset_root}"
+    else:
+        from synthetic import generate_motion
+        features = [joints_to_features(generate_motion(cfg.synthetic_seed, i, cfg.fps).joints)
+                    for i in range(min(limit, 100))]
+        source = f"{len(features)} embedded motions"
+    return [(features_to_joints(f).astype(np.float64), f) for f in features if len(f) >= 4], source
 
 
 def segment_check(text: str, joints: np.ndarray, fps: int) -> dict:
@@ -114,18 +123,35 @@ def segment_check(text: str, joints: np.ndarray, fps: int) -> dict:
     return out
 
 
-def seams(result, gt: np.ndarray) -> list[dict]:
-    """Peak acceleration at every segment boundary and diffusion-window overlap vs ground truth."""
-    acc = accelerations(result.joints, result.fps)  # acc[t] is centred on frame t + 1
-    spans = [("segment", s.start - SEAM_REACH, s.start + SEAM_REACH) for s in result.segments[1:]]
-    spans += [("window", start, prev_end) for (_, prev_end), (start, _) in
-              zip(result.diffusion_windows[:-1], result.diffusion_windows[1:])]
+def seam_frames(result: TimelineResult) -> list[tuple[str, int, int]]:
+    """(kind, centre frame, reach in steps) of every segment boundary and diffusion-window overlap
+    (an overlap's cross-fade can pop anywhere in it: its whole width is checked)."""
+    spans = [("segment", s.start, metrics.SEAM_REACH) for s in result.segments[1:]]
+    spans += [("window", (start + prev_end) // 2, (prev_end - start) // 2 + metrics.SEAM_REACH)
+              for (_, prev_end), (start, _) in zip(result.diffusion_windows[:-1], result.diffusion_windows[1:])]
+    return spans
+
+
+def seams(result: TimelineResult, reference: metrics.SeamReference) -> dict:
+    """Every seam's displacement ratio against ground truth (above 1 fails), and FlowMDM's Peak
+    Jerk and Area Under the Jerk over the seams' transition curves."""
+    spans = seam_frames(result)
     rows = []
-    for kind, lo, hi in spans:
-        peak = float(acc[max(lo - 1, 0):max(hi, lo + 1)].max())
-        rows.append(dict(kind=kind, frames=[int(lo), int(hi)], peak_acc=peak,
-                         gt_percentile=float((gt < peak).mean() * 100), within_gt_p99=peak <= np.percentile(gt, 99)))
-    return rows
+    for kind, centre, reach in spans:
+        ratio = metrics.seam_displacement_ratio(result.joints, centre, reference, reach)
+        rows.append(dict(kind=kind, frame=int(centre), reach=int(reach), displacement_ratio=ratio, passed=ratio <= 1.0))
+    curves = metrics.transition_jerk(result.joints, [c for _, c, _ in spans], result.fps)
+    return dict(rows=rows, peak_jerk=metrics.peak_jerk(curves),
+                area_under_jerk=metrics.area_under_jerk(curves, reference.jerk_level, result.fps))
+
+
+def feet(joints: np.ndarray, features: np.ndarray, fps: int) -> dict:
+    """Toe skating near the floor (cm/s), toe speed where the contact channels say planted (cm/s),
+    their agreement with the height test, GMD's ratio: of one motion."""
+    return dict(toe_skating_cm_s=metrics.toe_skating_speed(joints, fps),
+                flagged_toe_speed_cm_s=metrics.flagged_toe_speed(joints, features, fps),
+                contact_agreement=metrics.contact_agreement(joints, features),
+                gmd_skating_ratio=metrics.foot_skating_ratio(joints, fps))
 
 
 def child_run(cfg: CompositeConfig, seconds: float, seed: int) -> dict:
@@ -181,13 +207,16 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, CompositeConfig]:
     return args, config_from_args(args, parser)
 
 
-def ground_truth_report(cfg: CompositeConfig) -> tuple[np.ndarray, dict]:
-    """(per-frame ground-truth accelerations, their percentiles and source); prints the percentiles."""
-    gt, gt_source = ground_truth_accelerations(cfg)
-    gt_stats = {f"p{p}": float(np.percentile(gt, p)) for p in (50, 95, 99, 99.9)} | {"max": float(gt.max())}
-    print(f"\nground-truth acceleration (worst joint, m/s^2) over {gt_source}: "
-          + ", ".join(f"{k} {v:.1f}" for k, v in gt_stats.items()))
-    return gt, dict(source=gt_source, **gt_stats)
+def ground_truth_report(cfg: CompositeConfig) -> tuple[metrics.SeamReference, dict]:
+    """(the seam reference of the ground-truth motions, its summary and their feet); prints them."""
+    motions, source = ground_truth(cfg)
+    reference = metrics.seam_reference([j for j, _ in motions], cfg.fps)
+    per_motion = [feet(j, f, cfg.fps) for j, f in motions]
+    foot = {k: float(np.nanmean([m[k] for m in per_motion])) for k in per_motion[0]}
+    print(f"\nground truth ({source}): mean jerk curve {reference.jerk_level:.0f} m/s^3 (FlowMDM's, the AUJ baseline); "
+          f"steps per root speed bin {reference.steps.tolist()}; feet: {fmt(foot)}")
+    return reference, dict(source=source, jerk_level=reference.jerk_level, steps_per_speed_bin=reference.steps.tolist(),
+                           speed_edges=list(reference.speed_edges), feet=foot)
 
 
 def story_checks(composite: Composite, cfg: CompositeConfig) -> tuple[TimelineResult, list[dict]]:
@@ -205,26 +234,26 @@ def story_checks(composite: Composite, cfg: CompositeConfig) -> tuple[TimelineRe
     return story, checks
 
 
-def seam_report(composite: Composite, cfg: CompositeConfig, story: TimelineResult, gt: np.ndarray,
-                gt_stats: dict) -> dict:
-    """Seams of the story and of a 60 s timeline against ground truth, and that timeline away
-    from its seams; prints them."""
+def seam_report(composite: Composite, cfg: CompositeConfig, story: TimelineResult,
+                reference: metrics.SeamReference) -> dict:
+    """Seams and feet of the story and of a 60 s timeline against ground truth; prints them."""
     long_segments = [(CYCLE[i % len(CYCLE)], 5.0) for i in range(12)]
     long = generate_timeline(composite, long_segments, SamplingOptions(seed=cfg.seed))
-    rows = seams(story, gt) + seams(long, gt)
-    acc = accelerations(long.joints, cfg.fps)
-    near = np.zeros(len(acc), bool)
-    for row in seams(long, gt):
-        near[max(row["frames"][0] - 1, 0):row["frames"][1]] = True
-    print(f"\nseams (peak worst-joint acceleration, m/s^2; ground truth p99 {gt_stats['p99']:.1f}, "
-          f"max {gt_stats['max']:.1f}):")
-    for row in rows:
-        print(f"  {row['kind']:8s} frames {row['frames'][0]:5d}-{row['frames'][1]:5d}  {row['peak_acc']:7.1f}  "
-              f"(ground-truth percentile {row['gt_percentile']:5.1f}{'' if row['within_gt_p99'] else ', ABOVE p99'})")
-    away = dict(p99=float(np.percentile(acc[~near], 99)), max=float(acc[~near].max()))
-    print(f"  the 60 s timeline away from seams: p99 {away['p99']:.1f}, max {away['max']:.1f}")
-    return dict(rows=rows, away_from_seams=away,
-                fraction_within_gt_p99=float(np.mean([r["within_gt_p99"] for r in rows])))
+    out = {}
+    print("\nseams (worst joint step beyond the root's pace / ground truth's largest at that root speed; "
+          "above 1 fails) and feet:")
+    for name, result in (("story", story), ("timeline_60s", long)):
+        judged = seams(result, reference)
+        judged["feet"] = feet(result.joints, result.features, cfg.fps)
+        out[name] = judged
+        for row in judged["rows"]:
+            print(f"  {name:12s} {row['kind']:8s} frame {row['frame']:5d} (+-{row['reach']:2d})  "
+                  f"ratio {row['displacement_ratio']:5.2f}  {'pass' if row['passed'] else 'FAIL (a pop)'}")
+        print(f"  {name:12s} Peak Jerk {judged['peak_jerk']:.0f} m/s^3, Area Under the Jerk {judged['area_under_jerk']:.0f} "
+              f"m/s^2 (ground truth's mean jerk {reference.jerk_level:.0f}); feet: {fmt(judged['feet'])}")
+    rows = out["story"]["rows"] + out["timeline_60s"]["rows"]
+    out["fraction_passed"] = float(np.mean([r["passed"] for r in rows])) if rows else float("nan")
+    return out
 
 
 def control_report(composite: Composite, seed: int) -> dict:
@@ -269,17 +298,17 @@ def main(argv=None) -> int:
     composite, source = load(cfg)
     print(f"models: {source}; device {composite.device}")
     report: dict = dict(models=source, device=str(composite.device))
-    gt, report["ground_truth_acc"] = ground_truth_report(cfg)
+    reference, report["ground_truth"] = ground_truth_report(cfg)
     story, report["segment_checks"] = story_checks(composite, cfg)
-    report["seams"] = seam_report(composite, cfg, story, gt, report["ground_truth_acc"])
+    report["seams"] = seam_report(composite, cfg, story, reference)
     report["control"] = control_report(composite, cfg.seed)
     report["timing"] = timing_report(args.lengths, argv)
     save_report(report, os.path.join(cfg.results_dir, "bench_timeline.json"))
     return 0
 
 
-def fmt(errors: dict) -> str:
-    return ", ".join(f"{k} {v:.4f}" for k, v in errors.items())
+def fmt(values: dict) -> str:
+    return ", ".join(f"{k} {v:.4f}" for k, v in values.items())
 
 
 if __name__ == "__main__":

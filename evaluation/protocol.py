@@ -101,7 +101,8 @@ class EvalRun:
             result = score_row(self.scorers, sample, np.random.default_rng(cfg.seed + 7 * repeat))
             self.runs.setdefault(row.key, []).append(result)
             print(f"  repeat {repeat + 1}/{cfg.eval_repeats} {row.name}: FID {result['fid']:.3f}, "
-                  f"R@3 {result['r_precision_top3']:.3f}, skating {result['foot_skating']:.3f}", flush=True)
+                  f"R@3 {result['r_precision_top3']:.3f}, skating {result['foot_skating']:.3f}, "
+                  f"toe skate {result['toe_skating_cm_s']:.1f} cm/s", flush=True)
 
     def ground_truth(self, items: list[EvalItem]) -> RowSample:
         joints = [features_to_joints(it.features) for it in items]

@@ -20,7 +20,9 @@ TEXT_COLUMNS = [
     ("multimodality", "MModality ↑", 1.0, 3),
 ]
 QUALITY_COLUMNS = [
-    ("foot_skating", "Skating ↓", 1.0, 3), ("foot_penetration_m", "Penetr. cm ↓", 100.0, 2),
+    ("foot_skating", "Skating ↓", 1.0, 3), ("toe_skating_cm_s", "Toe skate cm/s ↓", 1.0, 1),
+    ("flagged_toe_speed_cm_s", "Flagged toe cm/s ↓", 1.0, 1), ("contact_agreement", "Flag/height agree →GT", 1.0, 2),
+    ("foot_penetration_m", "Penetr. cm ↓", 100.0, 2),
     ("jerk", "Jerk m/s³ →GT", 1.0, 1), ("keyframe_accel_ratio", "KF accel ratio →1", 1.0, 2),
     ("bone_length_std_m", "Bone std cm ↓", 100.0, 2), ("bone_length_std_raw_m", "Bone std raw cm ↓", 100.0, 2),
     ("bone_length_error_m", "Bone err cm ↓", 100.0, 2),
@@ -37,9 +39,18 @@ DEFINITIONS = [
     "Skating: GMD's foot skating ratio (Karunratanakul et al. 2023): the fraction of frame steps in which a foot "
     "(joints 10, 11) below 5 cm at both frames moves horizontally faster than 0.5 m/s, on the step and on its "
     "5-step average.",
+    "Toe skate: Kimodo's foot skating from height (NVIDIA 2026): the mean horizontal speed (cm/s) of the toes "
+    "(joints 10, 11) over the frame steps in which the toe is within 5 cm of the floor y = 0, with no speed "
+    "threshold, so a slow drag counts (GMD's ratio does not see one below 0.5 m/s). Flagged toe: the same speed over "
+    "the steps that the motion's own toe contact channels (features 260, 262 of 259:263) mark planted. Flag/height "
+    "agree: how often those channels and the 5 cm height test agree; HumanML3D sets the channels from the joint's "
+    "speed, so ground truth does not score 1.",
     "Penetr.: mean depth of the lowest foot joint below the floor. Jerk: mean |d³x/dt³| over joints and frames.",
     "KF accel ratio: mean joint acceleration at the interior keyframe frames / at the other frames (kinks at "
-    "keyframes push it above 1; ground truth on the same keyframe grid is about 1).",
+    "keyframes push it above 1; ground truth on the same keyframe grid is about 1). It sees kinks at the keyframes "
+    "only: jitter everywhere raises both means alike and leaves it unmoved (Jerk sees that), and an in-betweener "
+    "whose residual vanishes at the keyframes (diff_residual_envelope) is smoother there than between them by "
+    "construction, which biases it below 1. Compare a row with the AR-only row of the interpolation it refines.",
     "Bone std: per-bone length standard deviation over a motion, mean over bones, of the joints a user gets "
     "(with fit_bones on they carry the canonical bone lengths: 0 by construction); Bone std raw: the same of the "
     "joints the features alone give (the network's own). Bone err: mean |bone length - canonical length|.",
@@ -195,7 +206,8 @@ def format_report(results: dict) -> str:
 # ---------------------------------------------------------------------------------------
 PLOT_PANELS = [("fid", "FID ↓"), ("r_precision_top3", "R-precision top-3 ↑"), ("mm_dist", "MM-Dist ↓"),
                ("diversity", "Diversity"), ("multimodality", "MultiModality"), ("foot_skating", "Foot skating ↓"),
-               ("jerk", "Jerk (m/s³)"), ("keyframe_accel_ratio", "Keyframe accel. ratio"),
+               ("toe_skating_cm_s", "Toe skating (cm/s)"), ("jerk", "Jerk (m/s³)"),
+               ("keyframe_accel_ratio", "Keyframe accel. ratio"),
                ("bone_length_std_raw_m", "Bone length std, raw (m) ↓"), ("keyframe_model_error_m", "KF model error (m) ↓")]
 
 
@@ -231,7 +243,8 @@ def plot_results(results: dict, path: str) -> None:
     import matplotlib.pyplot as plt
     panels = [p for p in PLOT_PANELS if p[0] not in constant_metrics(results)]
     panels += [(key, header) for key, header, _, _ in label_columns(results)[:1]]
-    fig, axes = plt.subplots(3, 4, figsize=(20, 13))
+    rows = -(-(len(panels) + 1) // 4)  # the panels and the sweep, four a row
+    fig, axes = plt.subplots(rows, 4, figsize=(20, 4.4 * rows))
     for ax, (key, title) in zip(axes.flat, panels):
         bar_panel(ax, results["rows"], key, title)
     for ax in list(axes.flat)[len(panels):-1]:

@@ -1,7 +1,8 @@
 """The table's rows and the motions each generates.
 
 Rows: ground truth; the composite (GPT keyframes + diffusion in-betweening); AR only (GPT
-keyframes, linear interpolation); diffusion only (text, no keyframes); the composite at several
+keyframes, linear interpolation, and the same keyframes through the cubic interpolation the
+default in-betweener refines, so its KF accel ratio compares like with like); diffusion only (text, no keyframes); the composite at several
 DDIM step counts; the composite with the test motion's own poses pinned in world space (how far
 the result is from poses a user pins at places); and, on request, the composite at several
 classifier-free guidance scales (--guidance_sweep) and DDIM eta values (--eta_sweep) for tuning.
@@ -72,7 +73,9 @@ def row_specs(cfg: CompositeConfig, plan: RowPlan) -> list[RowSpec]:
     if "composite" in plan.groups:
         rows.append(RowSpec("composite", f"Composite (DDIM {steps})", composite, True))
     if "ar" in plan.groups:
-        rows.append(RowSpec("ar_only", "AR only (interpolated keyframes)", SamplingOptions(mode="interpolate"), True))
+        rows.append(RowSpec("ar_only", "AR only (linear interpolation)", SamplingOptions(mode="interpolate"), True))
+        rows.append(RowSpec("ar_only_cubic", "AR only (cubic interpolation)",
+                            SamplingOptions(mode="interpolate", interpolation="cubic")))
     if "diffusion" in plan.groups:
         rows.append(RowSpec("diffusion_only", f"Diffusion only (DDIM {steps})",
                             replace(composite, mode="diffusion_only"), True))

@@ -57,6 +57,10 @@ def motion_quality(sample: RowSample, fps: int) -> dict[str, float]:
     """Joint-based quality metrics, means over the row's motions."""
     joints = sample.joints
     return {"foot_skating": nan_mean([metrics.foot_skating_ratio(j, fps) for j in joints]),
+            "toe_skating_cm_s": nan_mean([metrics.toe_skating_speed(j, fps) for j in joints]),
+            "flagged_toe_speed_cm_s": nan_mean([metrics.flagged_toe_speed(j, f, fps)
+                                                for j, f in zip(joints, sample.features)]),
+            "contact_agreement": nan_mean([metrics.contact_agreement(j, f) for j, f in zip(joints, sample.features)]),
             "foot_penetration_m": nan_mean([metrics.foot_penetration(j) for j in joints]),
             "jerk": nan_mean([metrics.jerk(j, fps) for j in joints]),
             "keyframe_accel_ratio": nan_mean([metrics.keyframe_acceleration_ratio(j, k, fps)
