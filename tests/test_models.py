@@ -1,4 +1,5 @@
 """Tests of the three models on tiny configs: shapes, round trips, sampler contracts."""
+import contextlib
 import pytest
 import torch
 
@@ -603,14 +604,26 @@ def test_each_stage_trains_and_the_chain_samples_under_bf16_autocast(cfg):
     assert gpt.head.weight.grad is not None and diffusion.model.in_proj.weight.grad is not None
 
     gpt.eval()
+    diffusion.eval()
+    torch.nn.init.normal_(diffusion.model.out_proj.weight, std=0.05,  # zero until trained: give it weights
+                          generator=torch.Generator().manual_seed(0))
+    diffusion.model.ema.steps.fill_(0)  # and sample with them, not with the average the step began
     num_tokens = keyframe_mask.sum(1)
     with bf16:
         codes = gpt.sample(text, num_tokens, TokenSampling(guidance_scale=2.0),
                            generator=torch.Generator().manual_seed(0))
         decoded = vq.decode(codes.clamp(max=cfg.vq_codebook_size - 1), keyframe_mask)
-        values = torch.zeros(2, 24, D).scatter(1, keyframe_idx[..., None].expand(-1, -1, D), decoded.float())
-        pinned = torch.zeros(2, 24).scatter(1, keyframe_idx, 1.0)
-        sample = diffusion.sample(text, values, pinned, padding, sampling=InbetweenSampling(3, 2.0),
-                                  generator=torch.Generator().manual_seed(0))
+    values = torch.zeros(2, 24, D).scatter(1, keyframe_idx[..., None].expand(-1, -1, D), decoded.float().detach())
+    pinned = torch.zeros(2, 24).scatter(1, keyframe_idx, 1.0)
+    samples = {}
+    for name, context in (("bf16", bf16), ("float32", contextlib.nullcontext())):
+        with context, torch.no_grad():
+            sample = diffusion.sample(text, values, pinned, padding, sampling=InbetweenSampling(3, 2.0),
+                                      generator=torch.Generator().manual_seed(0))
+        # the network's share: what it adds to the exact keyframe interpolation (the whole sample
+        # would dilute bf16's error with the interpolation, which both share exactly)
+        samples[name] = (sample - diffusion.model.interpolate(values, pinned[..., None].expand_as(values)))[padding]
     assert codes.shape == (2, int(num_tokens.max())) and torch.isfinite(decoded).all()
-    assert sample.shape == (2, 24, D) and torch.isfinite(sample).all()
+    assert sample.shape == (2, 24, D) and torch.isfinite(samples["bf16"]).all()
+    assert samples["float32"].norm() > 0
+    assert float((samples["bf16"] - samples["float32"]).norm() / samples["float32"].norm()) < 0.05

@@ -134,13 +134,23 @@ def diffusion_inputs(B: int = 2, T: int = 40):
     return torch.randn(B, TEXT_DIM, generator=gen), values, mask
 
 
+def residual(diffusion: GaussianDiffusion, sample: torch.Tensor, values: torch.Tensor, mask: torch.Tensor):
+    """What the network adds to the keyframe interpolation it refines (B, T, D): the part of a
+    sample that the weights' precision can change (the interpolation is exact in both)."""
+    return sample - diffusion.model.interpolate(values, mask[..., None].expand_as(values))
+
+
 def test_diffusion_bf16_sampling_matches_float32(cfg):
     text, values, mask = diffusion_inputs()
     samples = {}
     for dtype in ("float32", "bfloat16"):
-        samples[dtype] = make_diffusion(cfg, dtype).sample(text, values, mask, sampling=InbetweenSampling(5, 2.0),
-                                                           generator=torch.Generator().manual_seed(1))
-    assert relative_error(samples["bfloat16"], samples["float32"]) < 0.02
+        diffusion = make_diffusion(cfg, dtype)
+        sample = diffusion.sample(text, values, mask, sampling=InbetweenSampling(5, 2.0),
+                                  generator=torch.Generator().manual_seed(1))
+        samples[dtype] = sample
+        samples[dtype + " residual"] = residual(diffusion, sample, values, mask)
+    assert samples["float32 residual"].norm() > 0.02 * samples["float32"].norm()  # the network's share is not nil
+    assert relative_error(samples["bfloat16 residual"], samples["float32 residual"]) < 0.02
     pinned = mask.bool()[..., None].expand_as(values)
     assert torch.equal(samples["bfloat16"][pinned], values[pinned])  # keyframes still exact
 
@@ -151,11 +161,19 @@ def test_diffusion_bf16_uses_the_weight_average_when_sampling_does(cfg):
     for dtype in ("float32", "bfloat16"):
         diffusion = make_diffusion(cfg, dtype)
         with torch.no_grad():
-            for average in diffusion.model.ema.weights().values():
-                average.mul_(0.5)  # an average unlike the weights
+            weights = dict(diffusion.model.named_parameters())
+            for name, average in diffusion.model.ema.weights().items():
+                average.copy_(0.5 * weights[name])  # an average unlike the weights (its output layer not zero)
             diffusion.model.ema.steps.fill_(1)
-        samples[dtype] = diffusion.sample(text, values, mask, sampling=InbetweenSampling(5, 2.0),
-                                          generator=torch.Generator().manual_seed(1))
+        sample = diffusion.sample(text, values, mask, sampling=InbetweenSampling(5, 2.0),
+                                  generator=torch.Generator().manual_seed(1))
+        samples[dtype] = residual(diffusion, sample, values, mask)
+        if dtype == "float32":
+            diffusion.model.ema.steps.fill_(0)  # the same sampler on the weights themselves
+            own = diffusion.sample(text, values, mask, sampling=InbetweenSampling(5, 2.0),
+                                   generator=torch.Generator().manual_seed(1))
+            samples["weights"] = residual(diffusion, own, values, mask)
+    assert samples["float32"].norm() > 0 and relative_error(samples["weights"], samples["float32"]) > 0.1
     assert relative_error(samples["bfloat16"], samples["float32"]) < 0.02
 
 
