@@ -188,6 +188,27 @@ def root_drop(joints: np.ndarray, ankles: np.ndarray, weights: np.ndarray, blend
     return gaussian_filter1d(spread, sigma=max(blend / 2.0, 0.5), mode="nearest")
 
 
+def place_toe(ankle: np.ndarray, target: np.ndarray, original: np.ndarray, foot: np.ndarray) -> np.ndarray:
+    """Toes (T, 3) at distance foot (T,) from ankle (T, 3): the point nearest target (T, 3), or,
+    where that point would sink under the floor (y < 0) below the target (ankle and toe targets
+    need not be a foot length apart), the point at the target's height horizontally towards it.
+    original (T, 3): the input's ankle -> toe vectors, the direction when the target gives none."""
+    rise = target[:, 1] - ankle[:, 1]  # (T,)
+    flat = (target - ankle) * np.array([1.0, 0.0, 1.0])
+    flat_norm = np.linalg.norm(flat, axis=-1, keepdims=True)
+    original_flat = original * np.array([1.0, 0.0, 1.0])
+    heading = np.where(flat_norm > 1e-9, flat / np.maximum(flat_norm, 1e-9),
+                       original_flat / np.maximum(np.linalg.norm(original_flat, axis=-1, keepdims=True), 1e-9))
+    level = ankle + heading * np.sqrt(np.clip(foot ** 2 - rise ** 2, 0.0, None))[:, None]
+    level[:, 1] = ankle[:, 1] + rise
+    toward = target - ankle
+    norm = np.linalg.norm(toward, axis=-1, keepdims=True)
+    toward = np.where(norm > 1e-9, toward / np.maximum(norm, 1e-9), original / np.maximum(foot[:, None], 1e-9))
+    nearest = ankle + foot[:, None] * toward
+    sinks = (nearest[:, 1] < 0.0) & (nearest[:, 1] < target[:, 1]) & (np.abs(rise) < foot)  # under the floor
+    return np.where(sinks[:, None], level, nearest)
+
+
 def solve_legs(joints: np.ndarray, ankles: np.ndarray, toes: np.ndarray, drop: np.ndarray) -> np.ndarray:
     """joints (T, 22, 3) lowered by drop (T,), with each leg's knee and ankle re-solved by
     two-bone IK towards ankles (T, 2, 3) and each toe put towards toes (T, 2, 3), every bone at
@@ -201,11 +222,8 @@ def solve_legs(joints: np.ndarray, ankles: np.ndarray, toes: np.ndarray, drop: n
                                           torch.from_numpy(ankles[:, leg]), torch.from_numpy(upper),
                                           torch.from_numpy(lower))
         new_ankle = new_ankle.numpy()
-        toward = toes[:, leg] - new_ankle
-        norm = np.linalg.norm(toward, axis=-1, keepdims=True)
-        original = joints[:, toe] - joints[:, ankle]
-        toward = np.where(norm > 1e-9, toward / np.maximum(norm, 1e-9), original / np.maximum(foot, 1e-9))
-        out[:, knee], out[:, ankle], out[:, toe] = new_knee.numpy(), new_ankle, new_ankle + foot * toward
+        new_toe = place_toe(new_ankle, toes[:, leg], joints[:, toe] - joints[:, ankle], foot[:, 0])
+        out[:, knee], out[:, ankle], out[:, toe] = new_knee.numpy(), new_ankle, new_toe
         still = drop == 0  # legs that nothing moved keep their input exactly (IK reproduces it to rounding)
         still &= np.all(ankles[:, leg] == joints[:, ankle], axis=-1) & np.all(toes[:, leg] == joints[:, toe], axis=-1)
         out[np.ix_(still, [knee, ankle, toe])] = joints[np.ix_(still, [knee, ankle, toe])]

@@ -95,6 +95,21 @@ def test_hold_offsets_known_answer():
     assert np.allclose(offsets[2], fade[1] * (np.array([0.055, 0.0, 0.0]) - points[4]))
 
 
+def test_place_toe_keeps_the_foot_length_and_stays_above_the_floor():
+    ankle = np.array([[0.0, 0.10, 0.0], [0.0, 0.10, 0.0]])
+    original = np.array([[0.0, -0.08, 0.12], [0.0, -0.08, 0.12]])
+    foot = np.linalg.norm(original, axis=-1)
+    # a target a foot length away is met; one 3 cm nearer would put the toe 1.5 cm under the floor,
+    # so it sits at the target's height (the floor) instead, horizontally towards it
+    near = ankle[1] + 0.7 * original[1] * np.array([1.0, 0.0, 1.0]) + np.array([0.0, -0.10, 0.0])
+    toes = feet.place_toe(ankle, np.stack([ankle[0] + original[0], near]), original, foot)
+    assert np.allclose(toes[0], ankle[0] + original[0])
+    assert np.allclose(np.linalg.norm(toes - ankle, axis=-1), foot)
+    assert toes[1, 1] == pytest.approx(0.0) and toes[1, 0] == pytest.approx(0.0) and toes[1, 2] > near[2]
+    nearest = ankle[1] + foot[1] * (near - ankle[1]) / np.linalg.norm(near - ankle[1])
+    assert nearest[1] < -0.01  # what the nearest point would have been
+
+
 def test_foot_contacts_height_speed_and_channels():
     joints = step_then_slide()
     contacts = foot_contacts(joints, fps=FPS)
