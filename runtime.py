@@ -180,16 +180,45 @@ def init_distributed(device_type: str) -> DistInfo:
     """Join the process group when launched by torchrun (NCCL on GPUs, gloo on CPU).
 
     On GPUs each process first binds to its node-local GPU (LOCAL_RANK), as NCCL requires.
+    `shutdown_distributed` is the matching exit.
     """
     world_size = int(os.environ.get("WORLD_SIZE", 1))
     if world_size <= 1:
         return DistInfo()
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     if not dist.is_initialized():
+        # torch.distributed.nn.functional, which DistributedDataParallel imports on first use,
+        # binds `group.WORLD` as the default argument of its ten collectives when it is
+        # imported. Imported after the group exists, it holds the group past
+        # destroy_process_group, so gloo's worker threads run on until the interpreter's
+        # teardown, whose order then decides between a clean exit and std::terminate
+        # ("terminate called without an active exception", SIGABRT). Imported first, those
+        # defaults are None and destroy_process_group joins the threads.
+        import torch.distributed.nn.functional  # noqa: F401
         if device_type == "cuda":
             torch.cuda.set_device(local_rank)
         dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
     return DistInfo(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local_rank)
+
+
+def shutdown_distributed(info: DistInfo) -> None:
+    """Leave the process group, its worker threads joined (see init_distributed), so that the
+    interpreter exits with no gloo/NCCL thread still running. No-op when running alone."""
+    if info.enabled and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def native_thread_names() -> list[str]:
+    """Names of this process's OS threads (Linux: /proc/self/task/*/comm; [] elsewhere): the
+    gloo backend's are 'gloo_tcp_loop' and 'pt_gloo_runloop'."""
+    names = []
+    for task in sorted(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") else []:
+        try:
+            with open(f"/proc/self/task/{task}/comm") as fh:
+                names.append(fh.read().strip())
+        except OSError:  # the thread ended while listed
+            pass
+    return names
 
 
 def rank_seed(seed: int, rank: int) -> int:

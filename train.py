@@ -19,7 +19,7 @@ import torch
 from config import CompositeConfig, ConfigError, config_from_args, make_parser
 from dataset import DataError
 from runtime import (CheckpointError, DistInfo, checkpoint_path, init_distributed, print_main, seed_everything,
-                     select_device)
+                     select_device, shutdown_distributed)
 from training.data import BatchStream
 from training.loop import CheckpointPlan, DataSpec, Interrupted, StageJob, Trainer, TrainingError, cosine_lr
 from training.stages import (STAGE_PREFIXES, STAGES, DiffusionTrainingStep, GPTTrainingStep, Stage, TextTable,
@@ -46,8 +46,7 @@ def train(cfg: CompositeConfig, stage: str = "all", resume: bool = False) -> lis
         names = STAGES if stage == "all" else (stage,)
         return [trainer.run(stage_job(name, cfg, data, table, info, device), resume) for name in names]
     finally:
-        if info.enabled and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
+        shutdown_distributed(info)
 
 
 def make_cli_parser():
