@@ -143,18 +143,27 @@ def _matrix_to_euler_zxy(m: np.ndarray) -> np.ndarray:
     return angles.reshape(m.shape[:-2] + (3,))
 
 
-def bvh_text(motion, fps: int = 20) -> str:
-    """The BVH file text of a motion: joints (T, 22, 3) in metres or features (T, 263)."""
+def bvh_text(motion, fps: int = 20, bvh_fps: Optional[int] = None) -> str:
+    """The BVH file text of a motion at `fps`: joints (T, 22, 3) in metres or features (T, 263).
+    bvh_fps: the file's frame rate (e.g. 30 or 24 for tools that assume one); the joint
+    rotations are slerped and the root translation interpolated to it (None: fps)."""
     joints = as_joints(motion)
     if joints.ndim != 3:
         raise ValueError(f"motion has shape {joints.shape}; expected (T, {NUM_JOINTS}, 3) joints in metres "
                          f"or (T, {FEATURE_DIM}) HumanML3D features, one motion per file")
-    if isinstance(fps, bool) or not isinstance(fps, (int, np.integer)) or fps <= 0:
-        raise ValueError(f"fps must be a positive integer, got {fps!r}")
+    for name, value in (("fps", fps), ("bvh_fps", fps if bvh_fps is None else bvh_fps)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
     rotations = _bvh_rotations(joints)  # (T, J, 3, 3)
+    root = joints[:, 0]  # (T, 3)
+    if bvh_fps is not None and bvh_fps != fps:
+        local_pos = np.zeros(rotations.shape[:2] + (3,))
+        local_pos[:, 0] = root
+        local_pos, rotations = resample_local(local_pos, rotations, float(fps), float(bvh_fps))
+        root, fps = local_pos[:, 0], bvh_fps
     euler = _matrix_to_euler_zxy(rotations)  # (T, J, 3) degrees
     euler = np.rad2deg(np.unwrap(np.deg2rad(euler), axis=0))  # no 360-degree jumps between frames
-    values = np.concatenate([joints[:, 0], euler.reshape(len(joints), -1)], axis=1)  # (T, 6 + 3J)
+    values = np.concatenate([root, euler.reshape(len(root), -1)], axis=1)  # (T, 6 + 3J)
     if not np.isfinite(values).all():
         raise ValueError("motion is degenerate (e.g. hips and shoulders at one point); "
                          "cannot compute joint rotations")
@@ -185,19 +194,20 @@ def bvh_text(motion, fps: int = 20) -> str:
         lines.append(f"{pad}}}")
 
     emit("pelvis", 0)
-    lines += ["MOTION", f"Frames: {len(joints)}", f"Frame Time: {1.0 / fps:.8f}"]
+    lines += ["MOTION", f"Frames: {len(values)}", f"Frame Time: {1.0 / fps:.8f}"]
     lines += [" ".join(f"{v:.6f}" for v in row) for row in values]
     return "\n".join(lines) + "\n"
 
 
-def write_bvh(path: str, motion, fps: int = 20) -> str:
-    """Write a BVH file of a motion (joints (T, 22, 3) in metres, or features (T, 263)).
+def write_bvh(path: str, motion, fps: int = 20, bvh_fps: Optional[int] = None) -> str:
+    """Write a BVH file of a motion at `fps` (joints (T, 22, 3) in metres, or features (T, 263)),
+    resampled to `bvh_fps` frames per second if given (see bvh_text).
 
     Units in the file are metres; rotations are ZXY Euler angles in degrees. The write is
     atomic (temp file + rename). Returns the absolute path. Bad input raises ValueError.
     """
     path = check_out_path(path)
-    text = bvh_text(motion, fps)
+    text = bvh_text(motion, fps, bvh_fps)
 
     def write(tmp: str) -> None:
         with open(tmp, "w") as fh:

@@ -92,7 +92,8 @@ def generate_composite(vqvae, gpt, inbetween_model, diff_inbetween, clip_model, 
 # ---------------------------------------------------------------------------------------
 # CLI
 # ---------------------------------------------------------------------------------------
-def save_outputs(stem: str, formats: list[str], motion: MotionSample, fps: int) -> list[str]:
+def save_outputs(stem: str, formats: list[str], motion: MotionSample, fps: int,
+                 bvh_fps: Optional[int] = None) -> list[str]:
     """Write one generated motion in the requested formats; returns the paths written. A
     timeline (timeline.TimelineResult) also writes its segments into the .npz (segment_texts,
     segment_start, segment_end frames) and draws the current segment's text on every frame."""
@@ -114,7 +115,7 @@ def save_outputs(stem: str, formats: list[str], motion: MotionSample, fps: int) 
         written.append(stem + "_features.npy")
     if "bvh" in formats:
         from bvh import write_bvh
-        write_bvh(stem + ".bvh", motion.joints, fps=fps)
+        write_bvh(stem + ".bvh", motion.joints, fps=fps, bvh_fps=bvh_fps)
         written.append(stem + ".bvh")
     if "smpl" in formats:  # SMPL-layout joint rotations: poses (T, 72), trans, y up, fps (motion_io.smpl)
         from motion_io.smpl import write_smpl_npz
@@ -189,6 +190,9 @@ def make_cli_parser():
     opts.add_argument("--trajectory", default=None,
                       help="a .npy root path for the root to follow: (T, 2) xz per frame or (P, 3) rows "
                            "(frame, x, z), metres")
+    opts.add_argument("--bvh_fps", type=int, default=None,
+                      help="frame rate of the .bvh (e.g. 30 or 24 for tools that assume one; resampled); "
+                           "default: the model's")
     return parser
 
 
@@ -244,7 +248,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         stem = os.path.splitext(args.out)[0]
         written = []
         for row, motion in enumerate(jobs):
-            written += save_outputs(stem if len(jobs) == 1 else f"{stem}_{row}", args.format, motion, cfg.fps)
+            written += save_outputs(stem if len(jobs) == 1 else f"{stem}_{row}", args.format, motion, cfg.fps,
+                                    args.bvh_fps)
     except (ValueError, CheckpointError, ConfigError) as exc:
         print(f"generate.py: error: {exc}", file=sys.stderr)
         return 2

@@ -345,3 +345,18 @@ def test_uniform_skeleton_is_humanml3d_fk_of_ik():
     expected = utils.forward_kinematics(utils.inverse_kinematics(stretched), stretched[:, 0] * ratio)
     assert np.abs(out - expected).max() < 1e-9
     assert np.abs(out[:, 1:] - out[:, 0:1] - (joints[:, 1:] - joints[:, 0:1])).max() < 1e-9
+
+
+def test_bvh_fps_resamples_the_export(tmp_path):
+    # A 20 fps motion written as a 30 fps BVH (for tools that assume 30): same duration, every
+    # third file frame is every second motion frame, the frames between are slerped.
+    joints = random_motion_joints(41, seed=8)  # 2 s at 20 fps
+    path = bvh.write_bvh(str(tmp_path / "w30.bvh"), joints, fps=20, bvh_fps=30)
+    data = bvh.read_bvh(path)
+    assert len(data.frames) == 61 and data.frame_time == pytest.approx(1 / 30)
+    back = bvh.read_bvh_joints(path)
+    assert np.linalg.norm(back[::3] - joints[::2], axis=-1).max() < 1e-4
+    bones = np.linalg.norm(back[:, 1:] - back[:, utils.PARENTS[1:]], axis=-1)
+    np.testing.assert_allclose(bones, np.broadcast_to(utils.BONE_LENGTHS[1:], bones.shape), atol=1e-4)
+    with pytest.raises(ValueError, match="bvh_fps must be a positive integer"):
+        bvh.write_bvh(str(tmp_path / "bad.bvh"), joints, fps=20, bvh_fps=29.97)
