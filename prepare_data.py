@@ -43,7 +43,7 @@ from motion_io.splits import SPLITS, missing_labels, stratified_split
 from runtime import run_tasks
 from utils import feature_mean_std, features_to_joints, joints_to_features
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: floor from the feet (import_bvh), features keep it; older caches are rebuilt
 LAYOUT = {"joints", "new_joints", "new_joint_vecs", "texts", "train.txt", "val.txt", "test.txt",
           "Mean.npy", "Std.npy", "labels.json", "prepare.json"}
 MOTION_FOLDERS = ("new_joints", "new_joint_vecs", "texts")
