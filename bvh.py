@@ -2,14 +2,16 @@
 motion capture of any rig.
 
 `import_bvh(path, rig=None, fps=20, retarget=True)` reads a BVH file (any channel and rotation
-order, End Sites), runs forward kinematics, maps the file's joints to the 22 SMPL joints with a
-rig profile (Bandai Namco, CMU and this project's export are built in and chosen by joint
-names; any other rig takes a JSON mapping, see motion_io.rigs) and returns an ImportedMotion:
-joints (T, 22, 3) in metres at `fps`, y up, retargeted to the canonical skeleton, on the floor,
-the first frame at the origin facing +z; `.features` gives the 263-dim HumanML3D features.
+order; End Sites as joints '<Joint>/End'), runs forward kinematics, maps the file's joints to
+the 22 SMPL joints (a built-in profile for Bandai Namco, CMU and this project's export, else the
+name matcher motion_io.joint_match for Mixamo, Biovision, MakeHuman, DAZ, Unreal, ... rigs, else
+a JSON mapping, see motion_io.rigs) and returns an ImportedMotion: joints (T, 22, 3) in metres at
+`fps`, y up, retargeted to the canonical skeleton, on the floor (from the feet), the first frame
+at the origin facing +z; `.features` gives the 263-dim HumanML3D features.
 
-`write_bvh(path, motion, fps)` turns joint positions (T, 22, 3) in metres (or HumanML3D
-features (T, 263)) into a BVH file that Blender, MotionBuilder and other tools import.
+`write_bvh(path, motion, fps, bvh_fps=None)` turns joint positions (T, 22, 3) in metres (or
+HumanML3D features (T, 263)) into a BVH file that Blender, MotionBuilder and other tools import,
+at `bvh_fps` frames per second if given (rotations slerped; for tools that assume 24 or 30).
 Units in the file are metres (Blender's unit; use scale 100 in tools that expect cm).
 
 The hierarchy holds the 22 SMPL joints with the skeleton's rest offsets
