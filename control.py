@@ -17,7 +17,7 @@ World space: the generated motion's frame 0 stands at the start transform (`Root
 +z. `to_world` places a motion (recovered facing +z at the origin) there.
 
     control = RootControl.build(length, pins=KeyframePins(joints, idx, space="world"), trajectory=path)
-    control_errors(result_joints, control)   # {"pin_root_error_max": ..., "trajectory_error_mean": ...}
+    control_errors(result_joints, control, raw_joints)   # delivered, raw_* and correction_* errors
 """
 from __future__ import annotations
 
@@ -336,15 +336,13 @@ class RootControl:
         return to_world(joints, self.start_heading, self.start_xz)
 
 
-def control_errors(joints, control: Optional[RootControl]) -> dict:
-    """How well a motion joints (T, 22, 3) (world space) meets its goals, in metres / degrees:
+def goal_errors(joints, control: RootControl, prefix: str = "") -> dict:
+    """How well joints (T, 22, 3) (world space) meet the goals of `control`, in metres / degrees:
     pin_root_error_max / _mean (root xz distance at world-pinned frames), pin_facing_error_max
-    (degrees), trajectory_error_mean / _max (root xz distance at the path's frames). Keys of
-    goals that were not given are absent."""
+    (degrees), trajectory_error_mean / _max (root xz distance at the path's frames), each key
+    prefixed with `prefix`. Keys of goals that were not given are absent."""
     joints = np.asarray(joints, np.float64)
     out: dict = {}
-    if control is None:
-        return out
     if len(control.pin_frames):
         dist = np.linalg.norm(joints[control.pin_frames, 0][:, [0, 2]] - control.pin_xz, axis=-1)
         out.update(pin_root_error_max=float(dist.max()), pin_root_error_mean=float(dist.mean()))
@@ -353,7 +351,45 @@ def control_errors(joints, control: Optional[RootControl]) -> dict:
     if len(control.traj_frames):
         dist = np.linalg.norm(joints[control.traj_frames, 0][:, [0, 2]] - control.traj_xz, axis=-1)
         out.update(trajectory_error_mean=float(dist.mean()), trajectory_error_max=float(dist.max()))
+    return {prefix + key: value for key, value in out.items()}
+
+
+def control_errors(joints, control: Optional[RootControl], raw_joints=None) -> dict:
+    """Control, raw and delivered, in metres / degrees ({} without goals):
+
+    - delivered (keys without prefix, see goal_errors): the motion joints (T, 22, 3) as handed
+      to the user, after the final root correction (and the foot cleanup, when on);
+    - raw_*: the same errors of raw_joints (T, 22, 3), the motion whose root is integrated from
+      the in-betweener's own last x0 prediction before the root hook rewrote it (the GPT's
+      keyframes, steered towards the goals, kept): what the models achieve on their own;
+    - correction_max / correction_mean: the per-frame root xz distance between raw_joints and
+      joints, i.e. how far the final rewrite of the root moved the body (planted feet drag by
+      as much unless the foot cleanup holds them).
+    raw_* and correction_* are absent when raw_joints is None."""
+    if control is None:
+        return {}
+    out = goal_errors(joints, control)
+    if raw_joints is not None:
+        raw_joints = np.asarray(raw_joints, np.float64)
+        out.update(goal_errors(raw_joints, control, prefix="raw_"))
+        moved = np.linalg.norm(raw_joints[:, 0][:, [0, 2]] - np.asarray(joints, np.float64)[:, 0][:, [0, 2]], axis=-1)
+        out.update(correction_max=float(moved.max()), correction_mean=float(moved.mean()))
     return out
+
+
+def raw_root_features(features: torch.Tensor, raw_x0: Optional[torch.Tensor], mean: np.ndarray,
+                      std: np.ndarray) -> torch.Tensor:
+    """Features (T, 263) of the raw motion that control_errors measures: `features` (T, 263)
+    with the root channels 0:3 taken from raw_x0 (T, 263, normalised), the in-betweener's last
+    x0 prediction with the keyframes imputed as the sampler imputes them (the GPT's keyframes,
+    steered towards the goals, kept) but before the root hook; raw_x0 None (no diffusion): the
+    features as passed, taken before the final root correction."""
+    raw = features.clone()
+    if raw_x0 is not None:
+        std3 = torch.as_tensor(np.asarray(std[:3]), dtype=raw.dtype, device=raw.device)
+        mean3 = torch.as_tensor(np.asarray(mean[:3]), dtype=raw.dtype, device=raw.device)
+        raw[:, :3] = raw_x0[:, :3].to(raw.dtype) * std3 + mean3
+    return raw
 
 
 def steer_keyframes(values: torch.Tensor, mask: torch.Tensor, targets: RootTargets, mean: np.ndarray,

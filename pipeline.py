@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from config import CompositeConfig
-from control import RootControl, control_errors, correct_root, root_hook, steer_keyframes
+from control import RootControl, control_errors, correct_root, raw_root_features, root_hook, steer_keyframes
 from models.diffusion import GaussianDiffusion, InbetweenDenoiser, InbetweenSampling
 from models.keyframes import interpolate_keyframes
 from models.gpt import MotionGPT, TokenSampling
@@ -344,7 +344,9 @@ class Composite:
         prediction: dict = {}
         dense = self.inbetween(text_emb, values, mask, lengths, options, timings, prediction, hook)  # (B, T, 263)
         features = self.denormalise(dense)  # (B, T, 263)
+        raw_joints = None
         if targets is not None:  # exact, also without diffusion
+            raw_joints = self.raw_joints(features[0], prediction.get("x0_prediction"), values[0], mask[0], options)
             features[0, :, :3] = torch.from_numpy(correct_root(features[0].cpu().numpy(), targets)[:, :3]).to(features)
         with timed(timings, "joints", device):
             joints = features_to_joints(features.float())  # (B, T, 22, 3)
@@ -364,8 +366,17 @@ class Composite:
         if control is not None:
             motion = motions[0]
             motion.joints, motion.keyframes = control.place(motion.joints), control.place(motion.keyframes)
-            motion.control_errors = control_errors(motion.joints, control)
+            motion.control_errors = control_errors(motion.joints, control, control.place(raw_joints))
         return SampleResult(motions, timings or {})
+
+    def raw_joints(self, features: torch.Tensor, x0_prediction: Optional[torch.Tensor], values: torch.Tensor,
+                   mask: torch.Tensor, options: SamplingOptions) -> np.ndarray:
+        """Joints (T, 22, 3), in the motion's own frame, of row 0's raw motion (see
+        control.raw_root_features): features (T, 263) before the final root correction,
+        x0_prediction (B, T, 263) the sampler's last prediction or None, keyframe values/mask (T, 263)."""
+        raw_x0 = None if x0_prediction is None else torch.where(mask > 0.5, values, x0_prediction[0])  # (T, 263)
+        joints = features_to_joints(raw_root_features(features, raw_x0, self.mean, self.std).float())  # (T, 22, 3)
+        return (fit_bone_lengths(joints) if options.fit_bones else joints).cpu().numpy()
 
     def keyframe_model_error(self, predicted: torch.Tensor, keyframe_values: torch.Tensor,
                              keyframe_mask: torch.Tensor) -> Optional[float]:

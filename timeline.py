@@ -39,7 +39,8 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from control import RootControl, control_errors, correct_root, integrate_root, root_hook, steer_keyframes
+from control import (RootControl, control_errors, correct_root, integrate_root, raw_root_features, root_hook,
+                     steer_keyframes)
 from models.keyframes import interpolate_keyframes
 from pipeline import (STAGE_SEED_OFFSETS, Composite, KeyframePins, MotionSample, SamplingOptions, apply_pins,
                       pinned_feature_values, timed)
@@ -255,15 +256,18 @@ def _window_pins(pinned, first: int, last: int):
 
 
 def inbetween_windows(run: TimelineRun, values: torch.Tensor, mask: torch.Tensor, window: int, overlap: int
-                      ) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+                      ) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, int]]]:
     """The dense normalised motion (T, 263) through keyframe values/mask (T, 263), in-betweened
-    window by window (see the module doc), and the windows."""
+    window by window (see the module doc); the raw motion (T, 263) joined the same way from each
+    window's last x0 prediction with its keyframes imputed, before any root hook (what
+    control.raw_root_features reads); and the windows."""
     composite, segments, text_emb, options, control = (run.composite, run.segments, run.text_emb, run.options,
                                                        run.control)
     device, T = values.device, len(values)
     plan = window_plan(T, window, overlap, composite.keyframe_interval)
     blend = max(1, overlap // 2)
     out = torch.zeros(T, FEATURE_DIM, device=device)
+    raw = torch.zeros(T, FEATURE_DIM, device=device)
     mean3, std3 = composite.mean[:3].astype(np.float64), composite.std[:3].astype(np.float64)
     state_frame, heading, xz = 0, None, None
     if control is not None:
@@ -277,7 +281,8 @@ def inbetween_windows(run: TimelineRun, values: torch.Tensor, mask: torch.Tensor
         window_values[:held], window_mask[:held] = out[start:start + held], 1.0
         counts = np.bincount(_segment_of(np.arange(start + held, end), segments), minlength=len(segments))
         text = int(counts.argmax())
-        extra = {}
+        prediction: dict = {}
+        extra = {"prediction_out": prediction}
         if control is not None:  # the root state at the window's first frame, then its goals
             root = out[state_frame:start, :3].double().cpu().numpy() * std3 + mean3
             states = _advance(root, heading, xz)
@@ -289,12 +294,14 @@ def inbetween_windows(run: TimelineRun, values: torch.Tensor, mask: torch.Tensor
                 text_emb[text:text + 1], window_values[None], window_mask[None], None,
                 sampling=options.inbetween_sampling(),
                 generator=[_generator(options.seed, "diffusion", index, device)], **extra)[0]
-        if faded:
-            weight = (torch.arange(1, faded + 1, device=device, dtype=out.dtype) / (faded + 1))[:, None]
-            out[start + held:prev_end] = (1 - weight) * out[start + held:prev_end] + weight * dense[held:shared]
-        out[start + shared:end] = dense[shared:]
+        own = torch.where(window_mask > 0.5, window_values, prediction["x0_prediction"][0])  # (Tw, 263)
+        for joined, piece in ((out, dense), (raw, own)):
+            if faded:
+                weight = (torch.arange(1, faded + 1, device=device, dtype=out.dtype) / (faded + 1))[:, None]
+                joined[start + held:prev_end] = (1 - weight) * joined[start + held:prev_end] + weight * piece[held:shared]
+            joined[start + shared:end] = piece[shared:]
         prev_end = end
-    return out, plan
+    return out, raw, plan
 
 
 def _advance(root: np.ndarray, heading: float, xz) -> tuple[float, np.ndarray]:
@@ -338,11 +345,14 @@ def generate_timeline(composite: Composite, segments, options: Optional[Sampling
     run = TimelineRun(composite, segs, text_emb, options, control, timings)
     values, mask, gpt_windows = timeline_keyframes(run, T, pinned)  # (T, 263) x2
     if options.mode == "interpolate":
-        dense, diffusion_windows = interpolate_keyframes(values[None], mask[None])[0], []
+        dense, raw_x0, diffusion_windows = interpolate_keyframes(values[None], mask[None])[0], None, []
     else:
-        dense, diffusion_windows = inbetween_windows(run, values, mask, window, overlap)
+        dense, raw_x0, diffusion_windows = inbetween_windows(run, values, mask, window, overlap)
     features = composite.denormalise(dense)  # (T, 263)
+    raw_joints = None
     if control is not None:
+        raw_joints = features_to_joints(raw_root_features(features, raw_x0, composite.mean, composite.std).float())
+        raw_joints = control.place((fit_bone_lengths(raw_joints) if options.fit_bones else raw_joints).cpu().numpy())
         features[:, :3] = torch.from_numpy(correct_root(features.cpu().numpy(), control.local())[:, :3]).to(features)
     with timed(run.timings, "joints", composite.device):
         joints = features_to_joints(features.float())  # (T, 22, 3)
@@ -357,7 +367,7 @@ def generate_timeline(composite: Composite, segments, options: Optional[Sampling
         joints, contacts = cleaned.joints, cleaned.contacts
     return TimelineResult(prompt=format_timeline(segs, cfg.fps), joints=joints, features=features.cpu().numpy(),
                           keyframes=keyframes, keyframe_idx=frames.cpu().numpy(),
-                          control_errors=None if control is None else control_errors(joints, control),
+                          control_errors=None if control is None else control_errors(joints, control, raw_joints),
                           segments=segs, fps=cfg.fps, gpt_windows=gpt_windows,
                           diffusion_windows=diffusion_windows, timings=run.timings, contacts=contacts)
 

@@ -187,6 +187,41 @@ def test_control_errors_measure_root_distance():
     assert abs(errors["trajectory_error_mean"] - 0.03) < 1e-6  # the path's rows at pinned frames are the pins'
 
 
+def test_control_errors_report_raw_correction_and_delivered_apart():
+    """Known answer: the raw motion stands 0.5 m beside the goals and the delivered one on them."""
+    joints = utils.features_to_joints(np.random.default_rng(2).normal(size=(60, 263)) * 0.05)
+    control = RootControl.build(60, KeyframePins(joints[[20, 59]], np.array([20, 59]), space="world"),
+                                trajectory=np.c_[np.arange(60), joints[:, 0, 0], joints[:, 0, 2]])
+    raw = joints.copy()
+    raw[..., 0] += 0.5
+    errors = control_errors(joints, control, raw_joints=raw)
+    assert errors["pin_root_error_max"] < 1e-6 and errors["trajectory_error_max"] < 1e-6  # delivered
+    assert abs(errors["raw_pin_root_error_max"] - 0.5) < 1e-6 and abs(errors["raw_trajectory_error_mean"] - 0.5) < 1e-6
+    assert abs(errors["correction_max"] - 0.5) < 1e-6 and abs(errors["correction_mean"] - 0.5) < 1e-6
+    assert "raw_pin_root_error_max" not in control_errors(joints, control)  # no raw motion given
+
+
+def test_raw_control_error_sees_an_in_betweener_that_ignores_the_goals():
+    """A denoiser with garbage weights still delivers the goals (the final root rewrite meets them
+    whatever the network did), but its raw error and the correction say it did not earn them."""
+    garbage = build(1.0)
+    frames = np.array([0, 60, 99])
+    poses = garbage.sample("a person stands", 100, SamplingOptions(seed=1)).motions[0].joints[frames]
+    poses[1:, :, 0] += np.array([1.5, 3.0])[:, None]  # sideways, away from wherever the body goes
+    pins = KeyframePins(poses, frames, space="world")
+    errors = garbage.sample("a person stands", 100, SamplingOptions(seed=2), pins=pins).motions[0].control_errors
+    assert errors["pin_root_error_max"] < 0.05, errors
+    assert errors["raw_pin_root_error_max"] > 0.25 and errors["correction_max"] > 0.25, errors
+    # a fresh in-betweener returns the keyframes' interpolation, and the GPT's keyframes were
+    # steered onto the goals: its raw root nearly meets them, and little is left to correct
+    exact = build(0.0).sample("a person stands", 100, SamplingOptions(seed=2), pins=pins).motions[0].control_errors
+    assert exact["raw_pin_root_error_max"] < 0.05 and exact["correction_max"] < 0.05, exact
+    result = generate_timeline(garbage, [("a person stands", 5.0)], SamplingOptions(seed=2),
+                               pins=pins)
+    assert result.control_errors["pin_root_error_max"] < 0.05
+    assert result.control_errors["raw_pin_root_error_max"] > 0.25 and result.control_errors["correction_max"] > 0.25
+
+
 def test_world_pins_are_reached_within_5cm(random_model):
     reference = random_model.sample("a person walks forward", 100, SamplingOptions(seed=1)).motions[0]
     world = to_world(reference.joints, 0.8, [3.0, -2.0])  # turned and moved away from the origin
@@ -194,6 +229,9 @@ def test_world_pins_are_reached_within_5cm(random_model):
     pins = KeyframePins(world[frames], frames, space="world")
     motion = random_model.sample("a person waves", 100, SamplingOptions(seed=7), pins=pins).motions[0]
     assert motion.control_errors["pin_root_error_max"] < 0.05
+    # the correction is the distance between the raw and the delivered root, frame by frame
+    assert motion.control_errors["correction_max"] >= motion.control_errors["correction_mean"] >= 0.0
+    assert motion.control_errors["raw_pin_root_error_max"] <= motion.control_errors["correction_max"] + 0.05
     assert motion.control_errors["pin_facing_error_max"] < 2.0
     assert np.abs(motion.joints[frames] - world[frames]).max() < 0.01  # the whole pose stands there
     # over a timeline whose pins fall into different diffusion windows
