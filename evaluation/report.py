@@ -41,7 +41,8 @@ DEFINITIONS = [
     "5-step average.",
     "Toe skate: Kimodo's foot skating from height (NVIDIA 2026): the mean horizontal speed (cm/s) of the toes "
     "(joints 10, 11) over the frame steps in which the toe is within 5 cm of the floor y = 0, with no speed "
-    "threshold, so a slow drag counts (GMD's ratio does not see one below 0.5 m/s). Flagged toe: the same speed over "
+    "threshold, so a slow drag counts (GMD's ratio does not see one below 0.5 m/s); a motion whose toes never come "
+    "that near the floor has none and is left out of the mean. Flagged toe: the same speed over "
     "the steps that the motion's own toe contact channels (features 260, 262 of 259:263) mark planted. Flag/height "
     "agree: how often those channels and the 5 cm height test agree; HumanML3D sets the channels from the joint's "
     "speed, so ground truth does not score 1.",
