@@ -238,3 +238,15 @@ def test_blender_reexport_of_other_rigs(tmp_path, rig):
     original, again = bvh.import_bvh(path), bvh.import_bvh(str(out))
     assert again.up == {"y": "z", "z": "-y"}[original.up] and again.rig == "auto"
     assert np.linalg.norm(again.joints - original.joints, axis=-1).max() < 1e-3
+
+
+def test_joint_names_with_spaces(tmp_path):
+    # 3ds Max exports keep Biped's spaces ('Bip01 L Thigh'): a joint's name is the rest of its line.
+    path = _walk(tmp_path, "truebones")
+    spaced = tmp_path / "spaced.bvh"
+    spaced.write_text("\n".join(line.replace("Bip01_", "Bip01 ").replace("_L_", " L ").replace("_R_", " R ")
+                                if "JOINT" in line or "ROOT" in line else line
+                                for line in Path(path).read_text().splitlines()) + "\n")
+    motion = bvh.import_bvh(str(spaced))
+    assert motion.profile.joints["left_hip"] == "Bip01 L Thigh" and motion.profile.joints["neck"] == "Bip01 Neck"
+    np.testing.assert_allclose(motion.joints, bvh.import_bvh(path).joints, atol=1e-12)
