@@ -244,7 +244,7 @@ def test_joint_names_with_spaces(tmp_path):
     # 3ds Max exports keep Biped's spaces ('Bip01 L Thigh'): a joint's name is the rest of its line.
     path = _walk(tmp_path, "truebones")
     spaced = tmp_path / "spaced.bvh"
-    spaced.write_text("\n".join(line.replace("Bip01_", "Bip01 ").replace("_L_", " L ").replace("_R_", " R ")
+    spaced.write_text("\n".join(line.replace("_L_", " L ").replace("_R_", " R ").replace("Bip01_", "Bip01 ")
                                 if "JOINT" in line or "ROOT" in line else line
                                 for line in Path(path).read_text().splitlines()) + "\n")
     motion = bvh.import_bvh(str(spaced))
