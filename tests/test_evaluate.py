@@ -259,12 +259,12 @@ def test_evaluate_end_to_end_every_row_and_known_answers(tiny_trained, tmp_path,
     assert rows["composite"]["metrics"]["bone_length_std_raw_m"]["mean"] > 0  # the network's own
     assert rows["composite_pinned"]["metrics"]["pinned_pose_error_m"]["mean"] < 1e-4  # met by construction
     # the round-trip row has the composite's joints (only the evaluator's features differ); cleanup holds feet
-    for name in ("jerk", "foot_skating"):
+    for name in ("jerk", "foot_skating", "toe_skating_cm_s"):
         assert rows["composite_roundtrip"]["metrics"][name] == rows["composite"]["metrics"][name], name
     assert rows["composite_roundtrip"]["metrics"]["fid"] != rows["composite"]["metrics"]["fid"]
     assert rows["composite_cleaned"]["metrics"]["bone_length_std_m"]["mean"] < 1e-6  # the legs keep their bones
     pinned, cleaned = rows["composite_pinned"]["metrics"], rows["composite_pinned_cleaned"]["metrics"]
-    assert cleaned["foot_skating"]["mean"] < 0.5 * pinned["foot_skating"]["mean"]  # the root's drag, undone
+    assert cleaned["toe_skating_cm_s"]["mean"] < 0.5 * pinned["toe_skating_cm_s"]["mean"]  # the root's drag, undone
     assert results["labels"] == {"content": ["jump", "run", "walk"], "style": ["happy", "sad"]}
     assert results["mm_prompts"] == 3 and results["mm_pairs"] == 3 and results["repeats"] == 2
     with open(results["filmstrips"], "rb") as fh:
