@@ -14,9 +14,9 @@ SamplingOptions(cleanup_feet=True) returns, tests/test_feet.py). Columns:
 - Control rows, on the test motions that stay in place (ground-truth root travels < IN_PLACE_M):
   their own last pose pinned in world space PIN offsets to the side at the last frame; and on
   the walking ones, a root path along a CIRCLE_RADIUS circle at the ground truth's own speed.
-  Delivered error: control.control_errors of the returned joints (pin_root_error_max; for the
-  path, trajectory_error_mean / _max); the targets compare cleaned toe skating with the same
-  motions' ground truth.
+  Delivered error: control.control_errors of the returned (cleaned) joints (pin_root_error_max;
+  for the path, trajectory_error_mean / _max; raw_* and correction_* beside them); the targets
+  compare cleaned toe skating with the same motions' ground truth.
 Prints a table and writes results/bench_feet.json (cfg.results_dir).
 """
 from __future__ import annotations
@@ -167,7 +167,7 @@ def verdicts(report: dict) -> list[str]:
     for key, row in report["control"].items():
         if not row["count"]:
             continue
-        delivered = max(v for k, v in row["delivered"].items() if k.endswith("_error_max") and "facing" not in k)
+        delivered = max(v for k, v in row["delivered"].items() if k in ("pin_root_error_max", "trajectory_error_max"))
         limit = 1.5 * row["ground_truth"]["toe_skate_cm_s"]
         lines += [(f"{key}: delivered error < 1 cm", delivered < 0.01, f"{delivered * 100:.3f} cm"),
                   (f"{key}: toe skating after cleanup <= 1.5x ground truth's", row["cleaned"]["toe_skate_cm_s"] <= limit,
