@@ -12,6 +12,7 @@ cfg.ckpt_interval steps, at each stage end and on Ctrl-C/SIGTERM.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 import torch
@@ -45,6 +46,12 @@ def train(cfg: CompositeConfig, stage: str = "all", resume: bool = False) -> lis
         trainer = Trainer(cfg, info, device, data)
         names = STAGES if stage == "all" else (stage,)
         return [trainer.run(stage_job(name, cfg, data, table, info, device), resume) for name in names]
+    except Interrupted:
+        if info.enabled:  # every rank is leaving with 128 + signum; torchrun SIGTERMs the others as soon
+            # as the first has exited, which must not turn a rank's documented code into -15
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, signal.SIG_IGN)
+        raise
     finally:
         shutdown_distributed(info)
 

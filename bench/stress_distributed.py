@@ -3,6 +3,11 @@ tiny model and a small embedded data set, repeated; every run must exit 0 with e
 code 0 (a rank that aborts at interpreter exit after finishing its work shows up as -6).
 
     python bench/stress_distributed.py [--runs 30] [--out results/stress_distributed]
+    python bench/stress_distributed.py --scenario signal --runs 5
+
+--scenario signal sends SIGTERM to rank 1 alone while the VQ-VAE trains: both ranks must stop at
+the same step with train.py's documented code 128 + 15 = 143 (torchrun then exits 1), rank 0
+must have written the checkpoint, and `--resume` must then finish all stages with exit 0.
 
 Each run's torchrun output is kept under --out (the failing ones are listed at the end), with
 Python's fault handler on, so an abort prints every thread's stack. Prints one line per run
@@ -56,16 +61,68 @@ def one_run(out: str, run: int, timeout: int) -> tuple[int, float, str]:
     return code, time.time() - started, log
 
 
+def worker_pids(launcher: subprocess.Popen) -> dict[int, int]:
+    """{rank: pid} of torchrun's worker processes (read from their RANK environment variable)."""
+    ranks = {}
+    for pid in subprocess.run(["pgrep", "-P", str(launcher.pid)], capture_output=True, text=True).stdout.split():
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as fh:
+                env = dict(item.split(b"=", 1) for item in fh.read().split(b"\0") if b"=" in item)
+            ranks[int(env[b"RANK"])] = int(pid)
+        except (OSError, KeyError, ValueError):
+            pass
+    return ranks
+
+
+def signal_run(out: str, run: int, timeout: int) -> tuple[bool, str]:
+    """SIGTERM to rank 1 mid-training, then --resume; (passed, what was seen)."""
+    import signal
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONFAULTHANDLER="1", PYTHONUNBUFFERED="1")
+    command = torchrun_command(out, run)
+    command[command.index("--vqvae_steps") + 1] = "400"  # long enough to be interrupted
+    log = os.path.join(out, f"signal{run:03d}.log")
+    with open(log, "w") as fh:
+        launcher = subprocess.Popen(command, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
+        deadline = time.time() + timeout
+        while time.time() < deadline and "vqvae" not in open(log).read().split("data:")[-1]:
+            time.sleep(0.5)
+        time.sleep(2.0)
+        ranks = worker_pids(launcher)
+        if 1 not in ranks:
+            launcher.kill()
+            return False, f"rank 1 not found ({log})"
+        os.kill(ranks[1], signal.SIGTERM)
+        code = launcher.wait(timeout=timeout)
+    text = open(log).read()
+    codes = [int(c) for c in __import__("re").findall(r"exitcode\s*:\s*(-?\d+)", text)]
+    saved = os.path.exists(os.path.join(out, f"ckpt{run}", "vqvae.pt"))
+    resumed = subprocess.run(command + ["--resume"], cwd=ROOT, env=env, capture_output=True, text=True,
+                             timeout=timeout)
+    ok = (code == 1 and codes and all(c == 143 for c in codes) and "interrupted by SIGTERM" in text and saved
+          and resumed.returncode == 0)
+    return bool(ok), (f"torchrun {code}, rank exit codes {codes}, checkpoint written {saved}, "
+                      f"resume exit {resumed.returncode}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=30, help="how many two-process runs in a row")
     parser.add_argument("--out", default=os.path.join("results", "stress_distributed"),
                         help="folder for the data set, checkpoints and one log per run")
     parser.add_argument("--timeout", type=int, default=300, help="seconds before a run counts as hung")
+    parser.add_argument("--scenario", choices=["finish", "signal"], default="finish",
+                        help="finish: train to the end; signal: SIGTERM to rank 1, then --resume")
     args = parser.parse_args(argv)
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
     failed = []
+    if args.scenario == "signal":
+        for run in range(args.runs):
+            ok, seen = signal_run(out, run, args.timeout)
+            failed += [] if ok else [run]
+            print(f"run {run + 1:3d}/{args.runs}: {seen}{'' if ok else '  FAILED'}", flush=True)
+        print(f"{args.runs - len(failed)} passed, {len(failed)} failed")
+        return 1 if failed else 0
     for run in range(args.runs):
         code, seconds, log = one_run(out, run, args.timeout)
         with open(log) as fh:
