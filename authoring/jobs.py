@@ -32,8 +32,9 @@ from pipeline import Composite, KeyframePins, SamplingOptions
 from timeline import TimelineResult, generate_timeline
 
 MAX_QUEUE = 64  # requests waiting for the model at once; more are refused (HTTP 503)
-FILE_FORMATS = {"npz": ["npy"], "bvh": ["bvh"], "smpl": ["smpl"], "gif": ["gif"]}  # -> save_outputs formats
-SUFFIXES = {"npz": ".npz", "bvh": ".bvh", "smpl": "_smpl.npz", "gif": ".gif"}  # the file save_outputs writes
+# answer format -> (save_outputs formats, the files of it that are sent); "bundle" and "gif" are the page's
+FILE_FORMATS = {"npz": (["npy"], [".npz"]), "bvh": (["bvh"], [".bvh"]), "smpl": (["smpl"], ["_smpl.npz"]),
+                "bundle": (["npy"], [".npy", ".npz"]), "gif": (["gif"], [".gif"])}
 
 
 class QueueFull(RuntimeError):
@@ -82,8 +83,8 @@ def motion_json(motions: list[TimelineResult], fps: int) -> dict:
 
 
 def encode_motions(motions: list[TimelineResult], fmt: str, out_dir: str, fps: int) -> tuple[bytes, str, str]:
-    """(body, MIME type, file name) of motions in fmt (npz, bvh, smpl, gif, json); more than one
-    sample comes as a .zip of one file per sample. Files are written by generate.save_outputs
+    """(body, MIME type, file name) of motions in fmt (npz, bvh, smpl, json; bundle: .npy + .npz,
+    gif); more than one file comes as a .zip (motion_<sample>.<ext> for several samples). Files are written by generate.save_outputs
     into a fresh folder inside out_dir and removed once read."""
     if fmt == "json":
         return json.dumps(motion_json(motions, fps)).encode(), "application/json", "motion.json"
@@ -92,8 +93,9 @@ def encode_motions(motions: list[TimelineResult], fmt: str, out_dir: str, fps: i
         files = []
         for i, motion in enumerate(motions):
             stem = os.path.join(work, "motion" if len(motions) == 1 else f"motion_{i}")
-            save_outputs(stem, FILE_FORMATS[fmt], motion, fps)
-            files.append(stem + SUFFIXES[fmt])
+            formats, suffixes = FILE_FORMATS[fmt]
+            save_outputs(stem, formats, motion, fps)
+            files += [stem + suffix for suffix in suffixes]
         if len(files) == 1:
             with open(files[0], "rb") as fh:
                 return fh.read(), MIME[fmt], os.path.basename(files[0])

@@ -134,6 +134,13 @@ def test_pins_and_path_are_met(server):
     assert np.abs(joints[59, 0, [0, 2]] - [2.0, 1.0]).max() < 0.02, "the root reaches the path's end"
 
 
+def test_cleanup_reaches_the_pipeline(server):
+    plain, cleaned = (np.array(json.loads(call(server["port"], body={**WALK, "seed": 3, "cleanup": flag})[2])
+                               ["samples"][0]["joints"]) for flag in (False, True))
+    assert plain.shape == cleaned.shape == (60, 22, 3) and np.isfinite(cleaned).all()
+    assert np.abs(plain - cleaned).max() > 1e-3, "foot cleanup (SamplingOptions.cleanup_feet) changed the legs"
+
+
 # ---------------------------------------------------------------------------------------
 # Bad requests: a 4xx with one line each, and the server still answers
 # ---------------------------------------------------------------------------------------
