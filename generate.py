@@ -187,9 +187,14 @@ def make_cli_parser():
                       help="prompts in a row with their seconds, one continuous motion of any length: "
                            "'a person walks forward:4; a person waves with the right hand:3' "
                            "(instead of --prompt and --length)")
+    opts.add_argument("--split_then", action="store_true", help="--prompt's actions chained with 'then' become timeline segments sharing its length")
+    opts.add_argument("--session", default=None, metavar="FILE.json", help="a session saved by app.py's page (the API's request JSON): prompts, pins, path, seeds")
     opts.add_argument("--trajectory", default=None,
                       help="a .npy root path for the root to follow: (T, 2) xz per frame or (P, 3) rows "
                            "(frame, x, z), metres")
+    opts.add_argument("--joint_pins", default=None,
+                      help="a .json list of joint targets in world metres: [{\"joint\": \"right_wrist\", "
+                           "\"seconds\": 2.5, \"position\": [0.3, 1.5, 0.4], \"axes\": \"xyz\"}] (effectors.py)")
     opts.add_argument("--bvh_fps", type=int, default=None,
                       help="frame rate of the .bvh (e.g. 30 or 24 for tools that assume one; resampled); "
                            "default: the model's")
@@ -217,12 +222,70 @@ def read_trajectory(path: Optional[str]) -> Optional[np.ndarray]:
         raise ValueError(f"cannot read trajectory {path}: not a NumPy .npy array ({str(exc)[:80]})") from None
 
 
+def then_segments(args, cfg: CompositeConfig):
+    """--split_then: the actions of --prompt chained with 'then' as timeline segments that share its
+    length (None without --split_then)."""
+    if not args.split_then:
+        return None
+    from authoring.session import split_then
+    from timeline import check_segments
+    parts = split_then(read_prompts(args)[0])
+    seconds = requested_length(args, cfg) / cfg.fps / len(parts)
+    return check_segments([(part, seconds) for part in parts], cfg.fps, cfg.keyframe_interval)
+
+
+def run_session(args, cfg: CompositeConfig) -> int:
+    """--session FILE.json: the motions of a session saved by the page (or an API request body)."""
+    from authoring.jobs import generate_request
+    from authoring.session import RequestError, decode_body, parse_request
+    try:
+        clashing = [name for name in ("prompt", "prompts_file", "timeline", "length", "seconds", "trajectory")
+                    if getattr(args, name) is not None]
+        if clashing:
+            raise ValueError(f"--session holds the prompts, pins and path; drop --{clashing[0]}")
+        with open(args.session, "rb") as fh:
+            request = parse_request(decode_body(fh.read()), cfg.fps, cfg.keyframe_interval)
+        check_out_path(args.out)
+        jobs = generate_request(Composite.from_checkpoints(cfg), request)
+        stem = os.path.splitext(args.out)[0]
+        written = [path for row, motion in enumerate(jobs)
+                   for path in save_outputs(stem if len(jobs) == 1 else f"{stem}_{row}", args.format, motion,
+                                            cfg.fps, args.bvh_fps)]
+    except OSError as exc:
+        print(f"generate.py: error: cannot read session {args.session}: {exc.strerror}", file=sys.stderr)
+        return 2
+    except (ValueError, RequestError, CheckpointError, ConfigError) as exc:
+        print(f"generate.py: error: session {args.session}: {exc}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+def read_joint_pins(path: Optional[str], fps: int):
+    """The JointPins of --joint_pins's .json file (seconds there, frames here; checked against the length later)."""
+    if path is None:
+        return None
+    import json
+    from effectors import pins_from_records
+    if not os.path.isfile(path):
+        raise ValueError(f"joint pins file not found: {path} (pass a .json list of pins)")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            records = json.load(handle)
+    except (ValueError, OSError) as exc:
+        raise ValueError(f"cannot read joint pins {path}: not valid JSON ({str(exc)[:80]})") from None
+    return pins_from_records(records, fps)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = make_cli_parser()
     args = parser.parse_args(argv)
     cfg = config_from_args(args, parser)
+    if args.session is not None:
+        return run_session(args, cfg)
     try:
-        segments = read_timeline(args, cfg) if args.timeline is not None else None
+        segments = read_timeline(args, cfg) if args.timeline is not None else then_segments(args, cfg)
         prompts = None if segments else read_prompts(args)
         length = segments[-1].end if segments else requested_length(args, cfg)
         num_samples = parse_number(args.num_samples, int, "--num_samples", "a whole number")
@@ -233,14 +296,20 @@ def main(argv: Optional[list[str]] = None) -> int:
         if trajectory is not None:
             from control import check_trajectory
             check_trajectory(trajectory, length)
+        joint_pins = read_joint_pins(args.joint_pins, cfg.fps)
+        if joint_pins is not None:
+            from effectors import check_joint_pins
+            check_joint_pins(joint_pins, length)
         composite = Composite.from_checkpoints(cfg)
         if segments:  # sample i gets seed cfg.seed + i
             from timeline import generate_timeline
             jobs = [generate_timeline(composite, [(s.text, s.num_frames / cfg.fps) for s in segments],
-                                      SamplingOptions(seed=cfg.seed + i), trajectory=trajectory)
+                                      SamplingOptions(seed=cfg.seed + i), trajectory=trajectory,
+                                      joint_pins=joint_pins)
                     for i in range(num_samples)]
-        elif trajectory is not None:  # one call per motion, with the seed its batch row would get
-            jobs = [composite.sample(prompt, length, SamplingOptions(seed=cfg.seed + row), trajectory=trajectory).motions[0]
+        elif trajectory is not None or joint_pins is not None:  # one call per motion, with the seed its batch row would get
+            jobs = [composite.sample(prompt, length, SamplingOptions(seed=cfg.seed + row), trajectory=trajectory,
+                                     joint_pins=joint_pins).motions[0]
                     for row, prompt in enumerate(p for p in prompts for _ in range(num_samples))]
         else:
             # rows of one call get seeds cfg.seed + row, so each sample differs

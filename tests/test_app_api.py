@@ -16,7 +16,7 @@ import pytest
 
 from authoring.session import MAX_PINS, MAX_SEGMENTS, RequestError, decode_body, parse_request, split_then
 from bvh import import_bvh
-from conftest import ROOT
+from conftest import ROOT, run_script
 
 WALK = {"prompt": "a person walks forward", "seconds": 3}
 
@@ -263,6 +263,36 @@ def test_missing_checkpoints_say_which_command_trains_them(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+# ---------------------------------------------------------------------------------------
+# generate.py reads a saved session and splits 'then' chains
+# ---------------------------------------------------------------------------------------
+def test_generate_reads_a_session_file(tiny_trained, tmp_path):
+    session = {"segments": [{"text": "a person walks forward", "seconds": 2}, {"text": "a person waves", "seconds": 2}],
+               "seed": 3, "samples": 2, "path": [[0, 0.0, 0.0], [79, 0.0, 1.5]], "format": "bvh"}
+    (tmp_path / "session.json").write_text(json.dumps(session))
+    proc = run_script("generate.py", "--session", tmp_path / "session.json", "--out", tmp_path / "s.npy",
+                      "--format", "npy", "bvh", "--checkpoint_dir", tiny_trained["checkpoint_dir"])
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    first, second = (np.load(tmp_path / f"s_{i}.npz") for i in (0, 1))
+    assert first["segment_texts"].tolist() == ["a person walks forward", "a person waves"]
+    assert first["segment_end"].tolist() == [40, 80] and first["motion"].shape == (80, 22, 3)
+    assert not np.allclose(first["motion"], second["motion"]), "samples use seeds 3 and 4"
+    assert np.abs(first["motion"][79, 0, [0, 2]] - [0.0, 1.5]).max() < 0.02, "the session's path is followed"
+    assert os.path.exists(tmp_path / "s_1.bvh")
+    (tmp_path / "bad.json").write_text(json.dumps({**session, "samples": 0}))
+    proc = run_script("generate.py", "--session", tmp_path / "bad.json", "--checkpoint_dir", tiny_trained["checkpoint_dir"])
+    assert proc.returncode == 2 and "samples must lie in [1, 8]" in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_generate_split_then(tiny_trained, tmp_path):
+    proc = run_script("generate.py", "--prompt", "a person walks forward and then waves", "--seconds", "4",
+                      "--split_then", "--out", tmp_path / "t.npy", "--checkpoint_dir", tiny_trained["checkpoint_dir"])
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    bundle = np.load(tmp_path / "t.npz")
+    assert bundle["segment_texts"].tolist() == ["a person walks forward", "a person waves"]
+    assert bundle["segment_start"].tolist() == [0, 40] and bundle["segment_end"].tolist() == [40, 80]
 
 
 # ---------------------------------------------------------------------------------------
