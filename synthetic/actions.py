@@ -38,7 +38,7 @@ class _Draw:
 def _sample_walk(d: _Draw, side: str) -> dict:
     """A walk's parameters; whether it turns is drawn first."""
     turn = d.pick(["none", "none", "left", "right"])
-    return dict(speed=d.pick(["slow", "normal", "normal", "fast"]), steps=d.count(3, 9 if not d.short else 5),
+    return dict(speed=d.pick(["slow", "normal", "normal", "fast"]), steps=d.count(6, 12) if not d.short else d.count(4, 7),
                 turn=turn, turn_angle=int(d.pick([45, 90])) if turn != "none" else 0)
 
 
@@ -57,15 +57,15 @@ ACTION_TABLE = {
         _sample_walk, partial(locomotion.animate_gait, gait_name="walk"), True),
     "jog": Action(
         {"speed": ("slow", "normal"), "steps": range(2, 13)},
-        lambda d, side: dict(speed=d.pick(["slow", "normal"]), steps=d.count(4, 10 if not d.short else 6)),
+        lambda d, side: dict(speed=d.pick(["slow", "normal"]), steps=d.count(8, 12) if not d.short else d.count(5, 8)),
         partial(locomotion.animate_gait, gait_name="jog"), True),
     "run": Action(
         {"speed": ("normal", "fast"), "steps": range(2, 13)},
-        lambda d, side: dict(speed=d.pick(["normal", "fast"]), steps=d.count(4, 10 if not d.short else 6)),
+        lambda d, side: dict(speed=d.pick(["normal", "fast"]), steps=d.count(8, 12) if not d.short else d.count(5, 8)),
         partial(locomotion.animate_gait, gait_name="run"), True),
     "walk_backward": Action(
         {"speed": ("slow", "normal"), "steps": range(2, 13)},
-        lambda d, side: dict(speed=d.pick(["slow", "normal"]), steps=d.count(3, 7 if not d.short else 4)),
+        lambda d, side: dict(speed=d.pick(["slow", "normal"]), steps=d.count(4, 9) if not d.short else d.count(3, 5)),
         partial(locomotion.animate_gait, gait_name="walk_backward"), True),
     "sidestep": Action(
         {"direction": _SIDES, "steps": range(1, 7), "speed": ("slow", "normal", "fast")},

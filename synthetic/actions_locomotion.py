@@ -32,16 +32,22 @@ class Gait:
     lean: float  # rad forward lean of the chest
 
 
+# Calibrated (synthetic/speeds.py measures them, bench/bench_speeds.py prints them) to the real
+# Bandai Namco takes (walk moving speed: elderly 0.75, exhausted 1.04, normal 1.13, active 1.45 m/s;
+# cadence 110-126 steps/min; step 0.40-0.72 m; pelvis bounce 3-10 cm; wrist swing 0.2-0.5 m;
+# runs 2.8-3.4 m/s at 136-154 steps/min, 1.2-1.5 m steps) and to published adult gait figures
+# (comfortable walking 1.2-1.4 m/s, 100-120 steps/min, 0.6-0.8 m steps; running 2.5-4 m/s at
+# 150-180 steps/min). "slow" stands for the tired and elderly styles, "fast" for the brisk one.
 GAITS = {
-    ("walk", "slow"): Gait(0.85, 0.60, 0.78, 0.85, 0.07, 0.012, 0.22, 0.02),
-    ("walk", "normal"): Gait(1.25, 0.53, 0.80, 1.00, 0.08, 0.018, 0.32, 0.04),
-    ("walk", "fast"): Gait(1.65, 0.46, 0.82, 1.05, 0.09, 0.020, 0.45, 0.08),
-    ("jog", "slow"): Gait(1.90, 0.38, 1.12, 0.85, 0.14, 0.025, 0.45, 0.10),
-    ("jog", "normal"): Gait(2.30, 0.36, 1.15, 0.90, 0.16, 0.030, 0.50, 0.12),
-    ("run", "normal"): Gait(3.00, 0.33, 1.25, 0.95, 0.24, 0.035, 0.65, 0.16),
-    ("run", "fast"): Gait(3.50, 0.31, 1.30, 1.00, 0.28, 0.040, 0.80, 0.22),
-    ("walk_backward", "slow"): Gait(-0.60, 0.64, 0.75, 0.0, 0.05, 0.008, 0.12, -0.02),
-    ("walk_backward", "normal"): Gait(-0.80, 0.58, 0.75, 0.0, 0.06, 0.010, 0.15, -0.02),
+    ("walk", "slow"): Gait(0.90, 0.58, 0.78, 0.85, 0.07, 0.011, 0.40, 0.02),
+    ("walk", "normal"): Gait(1.22, 0.54, 0.80, 1.00, 0.08, 0.010, 0.55, 0.04),
+    ("walk", "fast"): Gait(1.55, 0.48, 0.82, 1.05, 0.09, 0.016, 0.72, 0.08),
+    ("jog", "slow"): Gait(1.90, 0.40, 1.12, 0.85, 0.14, 0.025, 0.85, 0.10),
+    ("jog", "normal"): Gait(2.40, 0.38, 1.15, 0.90, 0.16, 0.028, 0.95, 0.12),
+    ("run", "normal"): Gait(3.00, 0.38, 1.25, 0.95, 0.24, 0.028, 1.25, 0.16),
+    ("run", "fast"): Gait(3.50, 0.36, 1.30, 1.00, 0.28, 0.030, 1.40, 0.22),
+    ("walk_backward", "slow"): Gait(-0.60, 0.64, 0.75, 0.0, 0.05, 0.008, 0.20, -0.02),
+    ("walk_backward", "normal"): Gait(-0.80, 0.58, 0.75, 0.0, 0.06, 0.010, 0.25, -0.02),
 }
 
 
@@ -65,7 +71,7 @@ class _Stride:
 def animate_gait(tl: Timeline, rng, p: dict, t0: int, gait_name: str) -> int:
     """Walk / jog / run / walk backwards: alternating steps, feet placed under the pelvis path."""
     gait = GAITS[(gait_name, p["speed"])]
-    speed = gait.speed * rng.uniform(0.93, 1.07)
+    speed = gait.speed * rng.uniform(0.9, 1.1)
     step_frames = gait.period * tl.fps * tl.style.tempo ** 0.5
     swing_frames = gait.swing * step_frames
     n_steps = int(p["steps"])
@@ -86,7 +92,7 @@ def _gait_pelvis_path(tl: Timeline, stride: _Stride, p: dict, t0: int):
     speed and to stop. Returns the speed ramps up, down (capacity,), the heading yaw
     (capacity,), its left axis (capacity, 3) and the frame the pelvis stops."""
     fps, t, ts = tl.fps, tl.frames, stride.step_frames
-    ramp_frames = (1.2 + 0.45 * abs(stride.speed)) * ts
+    ramp_frames = (0.9 + 0.3 * abs(stride.speed)) * ts
     up = ramp(t, stride.t_lift[0] - 0.35 * ts, ramp_frames)  # (capacity,)
     down = 1.0 - ramp(t, stride.t_land[-1] + 0.2 * ts - ramp_frames, ramp_frames)
     rate = stride.speed / fps * up * down  # metres per frame

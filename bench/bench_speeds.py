@@ -1,0 +1,78 @@
+"""How fast the people of a data set move: per action and style, the median / p10 / p90 of the
+motions' root speed (m/s, standing frames included), their moving speed, cadence (steps/min),
+step length (m), pelvis bounce and arm swing (m), as synthetic/speeds.py measures them; --skating adds the data set's own
+toe skating (cm/s, metrics.toe_skating_speed) and GMD skating ratio over all its motions.
+
+    python bench/bench_speeds.py dataset/synthetic
+    python bench/bench_speeds.py dataset/bandai --skating
+
+Reads labels.json: the embedded set's single-action motions by their speed parameter, a
+prepared take by its content and style (mirrored copies left out).
+"""
+import argparse
+import os
+import sys
+from collections import defaultdict
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import metrics  # noqa: E402
+import utils  # noqa: E402
+from synthetic.speeds import SpeedRange, dataset_gaits  # noqa: E402
+
+GAITS = ("walk", "jog", "run", "walk_backward", "dash", "walk-turn-left", "walk-turn-right", "walk-back")
+
+
+def _cell(values, digits: int = 2) -> str:
+    r = SpeedRange.of(values)
+    return f"{r.median:.{digits}f} ({r.p10:.{digits}f}-{r.p90:.{digits}f})"
+
+
+def print_table(rows: list, min_count: int) -> None:
+    groups = defaultdict(list)
+    for action, style, m in rows:
+        groups[(action, style)].append(m)
+        groups[(action, "(all)")].append(m)
+    print("| action | style | n | speed m/s median (p10-p90) | moving speed m/s | cadence steps/min | step length m "
+          "| bounce m | arm swing m |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for (action, style), ms in sorted(groups.items(), key=lambda kv: (GAITS.index(kv[0][0]) if kv[0][0] in GAITS
+                                                                      else 99, kv[0])):
+        if len(ms) < min_count and style != "(all)":
+            continue
+        print(f"| {action} | {style} | {len(ms)} | {_cell([m.speed for m in ms])} | "
+              f"{_cell([m.moving_speed for m in ms])} | {_cell([m.cadence for m in ms], 0)} | "
+              f"{_cell([m.step_length for m in ms])} | {_cell([m.bounce for m in ms], 3)} | "
+              f"{_cell([m.arm_swing for m in ms])} |")
+
+
+def skating(root: str) -> None:
+    toe, ratio = [], []
+    for name in sorted(os.listdir(os.path.join(root, "new_joint_vecs"))):
+        joints = utils.features_to_joints(np.load(os.path.join(root, "new_joint_vecs", name)))
+        toe.append(metrics.toe_skating_speed(joints))
+        ratio.append(metrics.foot_skating_ratio(joints))
+    print(f"data set skating over {len(toe)} motions: toe skating {np.nanmean(toe):.2f} cm/s, "
+          f"GMD ratio {np.mean(ratio):.4f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("root", nargs="?", default="dataset/synthetic", help="a HumanML3D-layout folder with labels.json")
+    parser.add_argument("--actions", nargs="*", default=list(GAITS), help="actions (contents) to measure")
+    parser.add_argument("--min_count", type=int, default=4, help="leave out styles with fewer motions")
+    parser.add_argument("--skating", action="store_true", help="also the data set's own toe skating")
+    args = parser.parse_args()
+    if not os.path.isfile(os.path.join(args.root, "labels.json")):
+        sys.exit(f"error: {args.root} has no labels.json; pass a built data set folder (python -m synthetic "
+                 "or prepare_data.py makes one)")
+    print(f"{args.root}:")
+    print_table(dataset_gaits(args.root, set(args.actions)), args.min_count)
+    if args.skating:
+        skating(args.root)
+
+
+if __name__ == "__main__":
+    main()
