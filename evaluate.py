@@ -10,7 +10,7 @@ The metrics come from a text-motion matching evaluator in the style of Guo et al
 here on the training split's ground truth (its text side is independent of the generator's text
 encoder), one classifier per label field of labels.json (action; content and style), and, when
 `--t2m_evaluator_path` and `--glove_path` name the field's own evaluator and GloVe files, that
-evaluator too. Rows: ground truth; composite; AR only (keyframes, linear interpolation);
+evaluator too. Rows: ground truth; composite; AR only (keyframes, linear and cubic interpolation);
 diffusion only (no keyframes); the composite at several DDIM step counts; the composite with
 real poses pinned in world space; and on request at several guidance scales / DDIM eta values. Every metric is the mean of cfg.eval_repeats runs
 with its 95% confidence interval. The package `evaluation/` does the work.
