@@ -225,6 +225,15 @@ def to_world(joints, heading: float, xz) -> np.ndarray:
     return out.astype(joints.dtype)
 
 
+def from_world(joints, heading: float, xz) -> np.ndarray:
+    """Inverse of `to_world`: joints (..., 22, 3) in the world, moved back to a motion's own frame
+    (frame 0 at the origin facing +z) from the start transform (heading half-angle, xz)."""
+    joints = np.asarray(joints)
+    out = joints.astype(np.float64, copy=True)
+    out[..., [0, 2]] = rotate_xz(joints[..., [0, 2]].astype(np.float64) - np.asarray(xz), 2.0 * heading)
+    return out.astype(joints.dtype)
+
+
 def check_trajectory(trajectory, length: int) -> tuple[np.ndarray, np.ndarray]:
     """(frames (N,) int64, xz (N, 2)) of a root path: (length, 2) xz per frame, or (P, 3) rows
     (frame, x, z) with sorted whole frame numbers in [0, length). One-line ValueError otherwise."""

@@ -22,13 +22,16 @@ import numpy as np
 import torch
 
 from config import CompositeConfig
-from control import RootControl, control_errors, correct_root, raw_root_features, root_hook, steer_keyframes
+from control import (RootControl, control_errors, correct_root, from_world, raw_root_features, root_hook,
+                     steer_keyframes, to_world)
 from models.diffusion import GaussianDiffusion, InbetweenDenoiser, InbetweenSampling
 from models.keyframes import interpolate_keyframes
 from models.gpt import MotionGPT, TokenSampling
 from models.vqvae import KeyframeVQVAE
 from runtime import CheckpointError, checkpoint_path, load_checkpoint, select_device, vqvae_identity
 from feet import clean_feet
+from effectors import (JointPins, check_joint_pins, compose_hooks, joint_pin_hook, joint_pin_report,
+                       pelvis_trajectory, raw_pose_joints, reach_joint_pins, steer_keyframe_poses)
 from utils import (FEATURE_DIM, FOOT_SLICE, NUM_JOINTS, RIC_SLICE, features_to_joints, fit_bone_lengths,
                    keyframe_indices, place_keyframes, pose_features)
 
@@ -309,7 +312,7 @@ class Composite:
     @torch.inference_mode()
     def sample(self, prompts: Union[str, Sequence[str]], lengths: Union[int, Sequence[int]] = 120,
                options: Optional[SamplingOptions] = None, pins: Optional[KeyframePins] = None,
-               return_timings: bool = False, trajectory=None) -> SampleResult:
+               return_timings: bool = False, trajectory=None, joint_pins: Optional[JointPins] = None) -> SampleResult:
         """Text -> motion for a batch of prompts.
 
         prompts: one description or a list (one batch row each).
@@ -321,6 +324,8 @@ class Composite:
         return_timings: fill result.timings (synchronises CUDA around each part).
         trajectory: a root path for a single prompt, (T, 2) xz per frame or (P, 3) rows
             (frame, x, z) in metres: the root passes through it (see control.py).
+        joint_pins: effectors.JointPins for a single prompt: joints reach world positions at
+            frames (steered in sampling, met by IK before the foot cleanup; errors in control_errors).
         """
         prompts = check_prompts(prompts)
         options = (options or SamplingOptions()).resolve(self.cfg)
@@ -330,8 +335,13 @@ class Composite:
         pinned = None if pins is None else pinned_feature_values(pins, lengths[0], self.mean, self.std)
         if trajectory is not None and len(prompts) != 1:
             raise ValueError("a trajectory works with one prompt per call; pass one prompt")
+        if joint_pins is not None and len(prompts) != 1:
+            raise ValueError("joint pins work with one prompt per call; pass one prompt")
+        joint_pins = None if joint_pins is None else check_joint_pins(joint_pins, lengths[0])
+        trajectory = pelvis_trajectory(trajectory, joint_pins, lengths[0])  # a pelvis x/z pin is a root goal
         control = RootControl.build(lengths[0], pins, trajectory, fps=self.cfg.fps)
         targets = None if control is None else control.local()
+        start = (0.0, np.zeros(2)) if control is None else (control.start_heading, control.start_xz)
         timings = {} if return_timings else None
         device = self.device
         with timed(timings, "text", device):
@@ -341,10 +351,18 @@ class Composite:
         if targets is not None:  # the GPT's keyframes head for the goals, the in-betweener meets them
             values[0] = steer_keyframes(values[0], mask[0], targets, self.mean, self.std)
             hook = root_hook(targets, self.mean, self.std)
+        if joint_pins is not None:  # then the pinned joints head for their targets (effectors.py)
+            pin_hook = joint_pin_hook(joint_pins, self.mean, self.std, *start)
+            values[0] = steer_keyframe_poses(values[0], mask[0], pin_hook)
+            hook = compose_hooks(hook, pin_hook)
         prediction: dict = {}
         dense = self.inbetween(text_emb, values, mask, lengths, options, timings, prediction, hook)  # (B, T, 263)
         features = self.denormalise(dense)  # (B, T, 263)
-        raw_joints = None
+        raw_joints = raw_pins = None
+        if joint_pins is not None:  # the network's own pose and root, before the hooks
+            x0 = prediction.get("x0_prediction")
+            raw_x0 = None if x0 is None else torch.where(mask[0] > 0.5, values[0], x0[0])
+            raw_pins = raw_pose_joints(features[0], raw_x0, self.mean, self.std, options.fit_bones)
         if targets is not None:  # exact, also without diffusion
             raw_joints = self.raw_joints(features[0], prediction.get("x0_prediction"), values[0], mask[0], options)
             features[0, :, :3] = torch.from_numpy(correct_root(features[0].cpu().numpy(), targets)[:, :3]).to(features)
@@ -359,6 +377,10 @@ class Composite:
             for row, motion in enumerate(motions):
                 motion.keyframe_model_error = self.keyframe_model_error(
                     prediction["x0_prediction"][row], values[row], mask[row])
+        if joint_pins is not None:  # the final IK, in world space, before the foot cleanup
+            pre_ik = motions[0].joints
+            world, reachable = reach_joint_pins(to_world(pre_ik, *start), joint_pins)
+            motions[0].joints = from_world(world, *start).astype(pre_ik.dtype)
         if options.cleanup_feet:  # planted feet held, legs re-solved (feet.py; the root's x/z stay, so do the goals)
             for motion in motions:
                 cleaned = clean_feet(motion.joints, motion.features[:, FOOT_SLICE], self.cfg.fps)
@@ -367,6 +389,11 @@ class Composite:
             motion = motions[0]
             motion.joints, motion.keyframes = control.place(motion.joints), control.place(motion.keyframes)
             motion.control_errors = control_errors(motion.joints, control, control.place(raw_joints))
+        if joint_pins is not None:
+            motion = motions[0]
+            report = joint_pin_report(motion.joints, joint_pins, reachable,  # joints: world space by now
+                                      to_world(raw_pins, *start), to_world(pre_ik, *start))
+            motion.control_errors = {**(motion.control_errors or {}), **report}
         return SampleResult(motions, timings or {})
 
     def raw_joints(self, features: torch.Tensor, x0_prediction: Optional[torch.Tensor], values: torch.Tensor,

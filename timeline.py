@@ -40,11 +40,13 @@ import numpy as np
 import torch
 
 from control import (RootControl, control_errors, correct_root, integrate_root, raw_root_features, root_hook,
-                     steer_keyframes)
+                     steer_keyframes, to_world)
 from models.keyframes import interpolate_keyframes
 from pipeline import (STAGE_SEED_OFFSETS, Composite, KeyframePins, MotionSample, SamplingOptions, apply_pins,
                       pinned_feature_values, timed)
 from feet import clean_feet
+from effectors import (JointPins, check_joint_pins, compose_hooks, joint_pin_hook, joint_pin_report,
+                       pelvis_trajectory, raw_pose_joints, reach_joint_pins, steer_keyframe_poses)
 from utils import FEATURE_DIM, FOOT_SLICE, features_to_joints, fit_bone_lengths, keyframe_indices, num_keyframes
 
 MAX_TIMELINE_SECONDS = 600.0  # longest timeline accepted (time and memory grow linearly)
@@ -201,6 +203,11 @@ class TimelineRun:
     options: SamplingOptions  # resolved
     control: Optional[RootControl]
     timings: dict = field(default_factory=dict)
+    joint_pins: Optional[JointPins] = None  # checked, frames over the whole timeline
+
+    def start(self) -> tuple[float, np.ndarray]:
+        """Where frame 0 stands: (heading half-angle, xz) of the start transform."""
+        return (0.0, np.zeros(2)) if self.control is None else (self.control.start_heading, self.control.start_xz)
 
     @property
     def device(self) -> torch.device:
@@ -269,9 +276,7 @@ def inbetween_windows(run: TimelineRun, values: torch.Tensor, mask: torch.Tensor
     out = torch.zeros(T, FEATURE_DIM, device=device)
     raw = torch.zeros(T, FEATURE_DIM, device=device)
     mean3, std3 = composite.mean[:3].astype(np.float64), composite.std[:3].astype(np.float64)
-    state_frame, heading, xz = 0, None, None
-    if control is not None:
-        heading, xz = control.start_heading, control.start_xz
+    state_frame, (heading, xz) = 0, run.start()
     prev_end = 0
     for index, (start, end) in enumerate(plan):
         shared = max(0, prev_end - start)
@@ -283,12 +288,17 @@ def inbetween_windows(run: TimelineRun, values: torch.Tensor, mask: torch.Tensor
         text = int(counts.argmax())
         prediction: dict = {}
         extra = {"prediction_out": prediction}
-        if control is not None:  # the root state at the window's first frame, then its goals
+        if control is not None or run.joint_pins is not None:  # the root state at the window's first frame
             root = out[state_frame:start, :3].double().cpu().numpy() * std3 + mean3
             states = _advance(root, heading, xz)
             state_frame, heading, xz = start, states[0], states[1]
+        if control is not None:  # the root goals in the window's own frame
             extra["x0_hook"] = root_hook(control.local(start, end, heading, xz), composite.mean,
                                          composite.std, free_from=held)
+        pins = None if run.joint_pins is None else run.joint_pins.window(start, end)
+        if pins is not None:  # then the joint targets (effectors.py)
+            extra["x0_hook"] = compose_hooks(extra.get("x0_hook"), joint_pin_hook(
+                pins, composite.mean, composite.std, heading, xz, free_from=held))
         with timed(run.timings, "diffusion", device):
             dense = composite.diffusion.sample(
                 text_emb[text:text + 1], window_values[None], window_mask[None], None,
@@ -316,7 +326,7 @@ def _advance(root: np.ndarray, heading: float, xz) -> tuple[float, np.ndarray]:
 @torch.inference_mode()
 def generate_timeline(composite: Composite, segments, options: Optional[SamplingOptions] = None,
                       trajectory=None, pins: Optional[KeyframePins] = None, *, window: Optional[int] = None,
-                      overlap: int = DEFAULT_OVERLAP) -> TimelineResult:
+                      overlap: int = DEFAULT_OVERLAP, joint_pins: Optional[JointPins] = None) -> TimelineResult:
     """One continuous motion from prompts in a row.
 
     segments: [(text, seconds), ...] (or 'text:seconds; text:seconds'); each segment lasts
@@ -329,6 +339,8 @@ def generate_timeline(composite: Composite, segments, options: Optional[Sampling
         that also pin where the root is and where it faces).
     window / overlap: diffusion window length (default and maximum: the trained length) and
         overlap in frames.
+    joint_pins: effectors.JointPins with frames over the whole timeline (world positions of
+        joints; steered per window, met by IK before the foot cleanup; errors in control_errors).
     Returns a TimelineResult (joints in world space: the origin facing +z at frame 0, unless a
     world pin or the trajectory says otherwise).
     """
@@ -338,11 +350,13 @@ def generate_timeline(composite: Composite, segments, options: Optional[Sampling
     T = segs[-1].end
     window = check_window(window, overlap, trained_length(composite), composite.keyframe_interval)
     pinned = None if pins is None else pinned_feature_values(pins, T, composite.mean, composite.std)
+    joint_pins = None if joint_pins is None else check_joint_pins(joint_pins, T)
+    trajectory = pelvis_trajectory(trajectory, joint_pins, T)  # a pelvis x/z pin is a root goal
     control = RootControl.build(T, pins, trajectory, fps=cfg.fps)
     timings: dict = {}
     with timed(timings, "text", composite.device):
         text_emb = composite.text_encoder.encode([s.text for s in segs]).to(composite.device)  # (S, Dt)
-    run = TimelineRun(composite, segs, text_emb, options, control, timings)
+    run = TimelineRun(composite, segs, text_emb, options, control, timings, joint_pins)
     values, mask, gpt_windows = timeline_keyframes(run, T, pinned)  # (T, 263) x2
     if options.mode == "interpolate":
         dense, raw_x0, diffusion_windows = interpolate_keyframes(values[None], mask[None])[0], None, []
@@ -350,6 +364,9 @@ def generate_timeline(composite: Composite, segments, options: Optional[Sampling
         dense, raw_x0, diffusion_windows = inbetween_windows(run, values, mask, window, overlap)
     features = composite.denormalise(dense)  # (T, 263)
     raw_joints = None
+    if joint_pins is not None:  # the network's own pose and root, before the hooks
+        raw_pins = to_world(raw_pose_joints(features, raw_x0, composite.mean, composite.std, options.fit_bones),
+                            *run.start())
     if control is not None:
         raw_joints = features_to_joints(raw_root_features(features, raw_x0, composite.mean, composite.std).float())
         raw_joints = control.place((fit_bone_lengths(raw_joints) if options.fit_bones else raw_joints).cpu().numpy())
@@ -361,13 +378,19 @@ def generate_timeline(composite: Composite, segments, options: Optional[Sampling
     joints, keyframes = joints.cpu().numpy(), keyframes.cpu().numpy()
     if control is not None:
         joints, keyframes = control.place(joints), control.place(keyframes)
+    if joint_pins is not None:  # the final IK, before the foot cleanup
+        pre_ik = to_world(joints, *run.start()) if control is None else joints
+        joints, reachable = reach_joint_pins(pre_ik, joint_pins)
+        joints = joints.astype(pre_ik.dtype)
     contacts = None
     if options.cleanup_feet:  # once, on the joined and placed timeline (feet.py)
         cleaned = clean_feet(joints, features[:, FOOT_SLICE].cpu().numpy(), cfg.fps)
         joints, contacts = cleaned.joints, cleaned.contacts
+    errors = None if control is None else control_errors(joints, control, raw_joints)
+    if joint_pins is not None:
+        errors = {**(errors or {}), **joint_pin_report(joints, joint_pins, reachable, raw_pins, pre_ik)}
     return TimelineResult(prompt=format_timeline(segs, cfg.fps), joints=joints, features=features.cpu().numpy(),
-                          keyframes=keyframes, keyframe_idx=frames.cpu().numpy(),
-                          control_errors=None if control is None else control_errors(joints, control, raw_joints),
+                          keyframes=keyframes, keyframe_idx=frames.cpu().numpy(), control_errors=errors,
                           segments=segs, fps=cfg.fps, gpt_windows=gpt_windows,
                           diffusion_windows=diffusion_windows, timings=run.timings, contacts=contacts)
 
@@ -402,4 +425,7 @@ def timeline_keyframes(run: TimelineRun, length: int, pinned) -> tuple[torch.Ten
         apply_pins(values, mask, pinned)
     if run.control is not None:
         values = steer_keyframes(values, mask, run.control.local(), composite.mean, composite.std)
+    if run.joint_pins is not None:
+        hook = joint_pin_hook(run.joint_pins, composite.mean, composite.std, *run.start())
+        values = steer_keyframe_poses(values, mask, hook)
     return values, mask, gpt_windows
