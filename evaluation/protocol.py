@@ -126,7 +126,8 @@ class EvalRun:
                 for m in motions]
         sample = RowSample(items, None, None, row_features(row, gen), [m.joints for m in motions], grid,
                            [m.keyframe_model_error for m in motions], pin_errors=gen.pin_errors,
-                           raw_joints=[features_to_joints(m.features) for m in motions])
+                           raw_joints=[features_to_joints(m.features) for m in motions],
+                           control_errors=[m.control_errors or {} for m in motions] if row.pinned else None)
         if row.multimodality and self.num_mm_prompts:
             repeats = self.cfg.eval_mm_repeats
             mm_captions = [c for c in captions[:self.num_mm_prompts] for _ in range(repeats)]

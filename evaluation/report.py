@@ -158,13 +158,19 @@ def protocol_note(results: dict) -> str:
 
 
 def pinned_note(results: dict) -> list[str]:
-    """The pinned row's distance to its pins: a check, since imputation and the root correction meet them."""
-    row = next((r for r in results["rows"] if r["key"] == "composite_pinned"), None)
-    stat = None if row is None else row["metrics"].get("pinned_pose_error_m")
-    if stat is None:
-        return []
-    return [f"- Pinned row: the motions pass {stat['mean'] * 100:.3f} cm (mean over all joints) from the poses pinned "
-            "in world space (imputed pose + root correction, control.py: 0 by construction, so not a column)."]
+    """The pinned rows' distance to their pins: the pose (a check: imputation and the root
+    correction meet them) and the root raw / corrected / delivered (README, control errors)."""
+    lines = []
+    for row in results["rows"]:
+        stats = row["metrics"]
+        if not row["key"].startswith("composite_pinned") or stats.get("pinned_pose_error_m") is None:
+            continue
+        cm = lambda key: "n/a" if stats.get(key) is None else f"{stats[key]['mean'] * 100:.3f} cm"  # noqa: E731
+        lines.append(f"- {row['name']}: the motions pass {cm('pinned_pose_error_m')} (mean over all joints) from the "
+                     f"poses pinned in world space. Root at the pins: raw {cm('pin_root_raw_m')} (the in-betweener's "
+                     f"own root), correction {cm('pin_root_correction_m')} per frame (max {cm('pin_root_correction_max_m')}"
+                     f"), delivered {cm('pin_root_delivered_m')} (0 by construction, so not a column).")
+    return lines
 
 
 def evaluator_notes(results: dict) -> list[str]:

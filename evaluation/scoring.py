@@ -46,6 +46,7 @@ class RowSample:
     mm_features: Optional[list[np.ndarray]] = None  # P prompts x mm_repeats samples, prompt-major
     pin_errors: Optional[list[float]] = None  # pinned rows: global joint distance (m) at the pinned frames
     raw_joints: Optional[list[np.ndarray]] = None  # joints decoded from the features alone (None: = joints)
+    control_errors: Optional[list[dict]] = None  # pinned rows: MotionSample.control_errors (raw, correction, delivered)
 
 
 def nan_mean(values) -> float:
@@ -69,7 +70,19 @@ def motion_quality(sample: RowSample, fps: int) -> dict[str, float]:
             "bone_length_std_raw_m": nan_mean([metrics.bone_length_std(j) for j in sample.raw_joints or joints]),
             "bone_length_error_m": nan_mean([metrics.bone_length_error(j) for j in joints]),
             "keyframe_model_error_m": nan_mean(sample.keyframe_model_errors),
-            "pinned_pose_error_m": nan_mean(sample.pin_errors or [])}
+            "pinned_pose_error_m": nan_mean(sample.pin_errors or []),
+            **control_quality(sample.control_errors or [])}
+
+
+def control_quality(errors: list[dict]) -> dict[str, float]:
+    """Means over a pinned row's motions of the root's distance to its world pins (m): raw (the
+    in-betweener's own root), the correction that moved it there (per-frame mean and max) and
+    delivered (control.control_errors); {} for rows without pins."""
+    if not errors:
+        return {}
+    mean = lambda key: nan_mean([e.get(key) for e in errors])  # noqa: E731
+    return {"pin_root_raw_m": mean("raw_pin_root_error_mean"), "pin_root_correction_m": mean("correction_mean"),
+            "pin_root_correction_max_m": mean("correction_max"), "pin_root_delivered_m": mean("pin_root_error_mean")}
 
 
 def embedding_metrics(motion_emb: np.ndarray, text_emb: np.ndarray, reference: np.ndarray, prefix: str = "") -> dict:

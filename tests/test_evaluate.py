@@ -271,7 +271,11 @@ def test_evaluate_end_to_end_every_row_and_known_answers(tiny_trained, tmp_path,
         assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
     report_text = report.format_report(results)
     assert "SMALLER than Guo et al.'s" in report_text and results["filmstrips"] in report_text
-    assert "Pinned row: the motions pass 0.000 cm" in report_text and "Pin err" not in report_text
+    assert "real poses pinned (world): the motions pass 0.000 cm" in report_text and "Pin err" not in report_text
+    assert pinned["pin_root_delivered_m"]["mean"] < 1e-4  # met by the final root rewrite, by construction
+    assert pinned["pin_root_correction_max_m"]["mean"] >= pinned["pin_root_correction_m"]["mean"] > 0.0
+    assert "Root at the pins: raw " in report_text
+    assert "pin_root_raw_m" not in rows["composite"]["metrics"]  # only rows with pins report control
     assert "Content acc" in report_text and "Style acc" in report_text
     assert "KF model err cm ↓" not in report_text and "Bone std cm ↓" not in report_text
     assert "Bone err cm ↓" not in report_text and "Bone std raw cm ↓" in report_text
