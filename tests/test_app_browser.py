@@ -3,6 +3,7 @@ type a two-segment timeline, Generate, scrub, pin a pose, regenerate, download t
 it back with import_bvh. A screenshot goes to results/app_browser.png (git-ignored), and the 3D
 view must not be blank. With CI=true a missing browser fails the test instead of skipping it."""
 import io
+import json
 import os
 import shutil
 import time
@@ -197,6 +198,52 @@ def test_author_a_timeline_pin_regenerate_and_export(page, tmp_path):
         # the regenerated motion (another seed) differs, but holds the pinned pose at frame 50
         assert np.abs(distances(first[20]) - distances(second[20])).max() > 0.02
         assert np.abs(distances(first[50]) - distances(second[50])).max() < 0.01
-        assert call(page["port"] + 1, "GET", "/health")[0] == 200
+        draw_a_path_point(driver)
+        second_click_while_busy(driver, page["port"] + 1)
+        tabs_are_separate(driver, page["port"])
     finally:
         driver.quit()
+
+
+def draw_a_path_point(driver) -> None:
+    """With 'Draw root path' on, a click on the floor adds a path point at the current frame."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    assert "Path points (frame: x, z): none" in page_text(driver)
+    field(driver, "Draw root path").click()
+    time.sleep(0.5)
+    canvas = max(driver.find_elements(By.TAG_NAME, "canvas"), key=lambda c: c.size["width"] * c.size["height"])
+    offset = (-canvas.size["width"] // 4, canvas.size["height"] // 3)  # left of and below the centre: the floor
+    ActionChains(driver).move_to_element_with_offset(canvas, *offset).click().perform()
+    wait_for(lambda: "Path points (frame: x, z): none" not in page_text(driver), 10, "a path point", driver)
+    field(driver, "Draw root path").click()
+    click(driver, "Clear pins and path")
+    wait_for(lambda: "Pinned frames: none" in page_text(driver), 10, "cleared constraints", driver)
+
+
+def second_click_while_busy(driver, api_port: int) -> None:
+    """Generate clicked again while a long request runs: one generation, the first, completes."""
+    completed = json.loads(call(api_port, "GET", "/health")[2])["completed"]
+    type_into(driver, "Seconds 1", "30")
+    type_into(driver, "Samples", "3")
+    click(driver, "Generate")
+    click(driver, "Generate")
+    wait_for(lambda: "Ready (generation 3): 3 sample(s) of 630 frames" in page_text(driver), 120,
+             "the long motion", driver)
+    time.sleep(1.0)
+    assert "generation 4" not in page_text(driver)
+    assert json.loads(call(api_port, "GET", "/health")[2])["completed"] == completed + 1
+
+
+def tabs_are_separate(driver, port: int) -> None:
+    """A second tab is a session of its own: the first tab's timeline and motion are not in it."""
+    first = driver.current_window_handle
+    driver.switch_to.new_window("tab")
+    driver.get(f"http://127.0.0.1:{port}/")
+    wait_for(lambda: "Prompt 1" in page_text(driver), 30, "the second tab", driver)
+    text = page_text(driver)
+    assert "Prompt 2" not in text and "Ready" not in text and "Write a timeline" in text
+    type_into(driver, "Prompt 1", "a person jumps")
+    driver.switch_to.window(first)
+    assert field(driver, "Prompt 1").get_attribute("value") == "a person walks forward"
+    assert "Ready (generation 3)" in page_text(driver)
