@@ -104,7 +104,7 @@ def signal_run(out: str, run: int, timeout: int) -> tuple[bool, str]:
                       f"resume exit {resumed.returncode}")
 
 
-def main(argv: list[str] | None = None) -> int:
+def make_cli_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=30, help="how many two-process runs in a row")
     parser.add_argument("--out", default=os.path.join("results", "stress_distributed"),
@@ -112,7 +112,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=int, default=300, help="seconds before a run counts as hung")
     parser.add_argument("--scenario", choices=["finish", "signal"], default="finish",
                         help="finish: train to the end; signal: SIGTERM to rank 1, then --resume")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_cli_parser().parse_args(argv)
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
     failed = []

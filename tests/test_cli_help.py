@@ -63,6 +63,8 @@ def readme_commands() -> list[tuple[str, list[str]]]:
     lines += re.findall(r"`(python3? [\w/]+\.py[^`]*)`", text)
     commands = []
     for line in lines:
+        if not re.search(r"\b(python3?|torchrun)\b", line):  # curl examples and the like: not ours to parse
+            continue
         tokens = shlex.split(line, comments=True)
         segments, current = [], []
         for token in tokens:
