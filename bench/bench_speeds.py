@@ -1,7 +1,8 @@
 """How fast the people of a data set move: per action and style, the median / p10 / p90 of the
 motions' root speed (m/s, standing frames included), their moving speed, cadence (steps/min),
 step length (m), pelvis bounce and arm swing (m), as synthetic/speeds.py measures them; --skating adds the data set's own
-toe skating (cm/s, metrics.toe_skating_speed) and GMD skating ratio over all its motions.
+feet (metrics.py: toe skating cm/s, toe speed where its contact channels say planted, GMD's
+skating ratio) over all its motions and over the gait motions of the table.
 
     python bench/bench_speeds.py dataset/synthetic
     python bench/bench_speeds.py dataset/bandai --skating
@@ -10,6 +11,7 @@ Reads labels.json: the embedded set's single-action motions by their speed param
 prepared take by its content and style (mirrored copies left out).
 """
 import argparse
+import json
 import os
 import sys
 from collections import defaultdict
@@ -20,7 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import metrics  # noqa: E402
 import utils  # noqa: E402
-from synthetic.speeds import SpeedRange, dataset_gaits  # noqa: E402
+from synthetic.speeds import SpeedRange, dataset_gaits, motion_label  # noqa: E402
 
 GAITS = ("walk", "jog", "run", "walk_backward", "dash", "walk-turn-left", "walk-turn-right", "walk-back")
 
@@ -48,14 +50,22 @@ def print_table(rows: list, min_count: int) -> None:
               f"{_cell([m.arm_swing for m in ms])} |")
 
 
-def skating(root: str) -> None:
-    toe, ratio = [], []
-    for name in sorted(os.listdir(os.path.join(root, "new_joint_vecs"))):
-        joints = utils.features_to_joints(np.load(os.path.join(root, "new_joint_vecs", name)))
-        toe.append(metrics.toe_skating_speed(joints))
-        ratio.append(metrics.foot_skating_ratio(joints))
-    print(f"data set skating over {len(toe)} motions: toe skating {np.nanmean(toe):.2f} cm/s, "
-          f"GMD ratio {np.mean(ratio):.4f}")
+def skating(root: str, actions: set) -> None:
+    """The set's own feet: toe skating (cm/s), toe speed where its contact channels say planted
+    (cm/s) and GMD's skating ratio, over all its motions and over the measured gait motions."""
+    with open(os.path.join(root, "labels.json")) as fh:
+        labels = json.load(fh)
+    rows = []
+    for motion in sorted(labels):
+        action, _, usable = motion_label(labels[motion])
+        features = np.load(os.path.join(root, "new_joint_vecs", motion + ".npy"))  # (T, 263)
+        joints = utils.features_to_joints(features)
+        rows.append((usable and action in actions, metrics.toe_skating_speed(joints),
+                     metrics.flagged_toe_speed(joints, features), metrics.foot_skating_ratio(joints)))
+    for name, keep in (("all motions", lambda r: True), ("gait motions", lambda r: r[0])):
+        kept = np.array([r[1:] for r in rows if keep(r)], dtype=np.float64).reshape(-1, 3)
+        print(f"{name} ({len(kept)}): toe skating {np.nanmean(kept[:, 0]):.2f} cm/s, planted-flag toe speed "
+              f"{np.nanmean(kept[:, 1]):.2f} cm/s, GMD skating ratio {np.nanmean(kept[:, 2]):.4f}")
 
 
 def main() -> None:
@@ -71,7 +81,7 @@ def main() -> None:
     print(f"{args.root}:")
     print_table(dataset_gaits(args.root, set(args.actions)), args.min_count)
     if args.skating:
-        skating(args.root)
+        skating(args.root, set(args.actions))
 
 
 if __name__ == "__main__":
