@@ -1,8 +1,8 @@
 """How fast the people of a data set move: per action and style, the median / p10 / p90 of the
 motions' root speed (m/s, standing frames included), their moving speed, cadence (steps/min),
-step length (m), pelvis bounce and arm swing (m), as synthetic/speeds.py measures them; --skating adds the data set's own
-feet (metrics.py: toe skating cm/s, toe speed where its contact channels say planted, GMD's
-skating ratio) over all its motions and over the gait motions of the table.
+step length (m), pelvis bounce and arm swing (m), as synthetic/speeds.py measures them;
+--skating adds the data set's own feet (metrics.py: toe skating cm/s, toe speed where its
+contact channels say planted, GMD's skating ratio) over all its motions and over the gait motions of the table.
 
     python bench/bench_speeds.py dataset/synthetic
     python bench/bench_speeds.py dataset/bandai --skating
@@ -70,7 +70,8 @@ def skating(root: str, actions: set) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("root", nargs="?", default="dataset/synthetic", help="a HumanML3D-layout folder with labels.json")
+    parser.add_argument("root", nargs="?", default="dataset/synthetic",
+                        help="a HumanML3D-layout folder with labels.json")
     parser.add_argument("--actions", nargs="*", default=list(GAITS), help="actions (contents) to measure")
     parser.add_argument("--min_count", type=int, default=4, help="leave out styles with fewer motions")
     parser.add_argument("--skating", action="store_true", help="also the data set's own toe skating")

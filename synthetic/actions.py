@@ -38,8 +38,9 @@ class _Draw:
 def _sample_walk(d: _Draw, side: str) -> dict:
     """A walk's parameters; whether it turns is drawn first."""
     turn = d.pick(["none", "none", "left", "right"])
-    return dict(speed=d.pick(["slow", "normal", "normal", "fast"]), steps=d.count(6, 12) if not d.short else d.count(4, 7),
-                turn=turn, turn_angle=int(d.pick([45, 90])) if turn != "none" else 0)
+    speed = d.pick(["slow", "normal", "normal", "fast"])
+    steps = d.count(6, 12) if not d.short else d.count(4, 7)  # a walk fills most of its motion
+    return dict(speed=speed, steps=steps, turn=turn, turn_angle=int(d.pick([45, 90])) if turn != "none" else 0)
 
 
 class Action(NamedTuple):
