@@ -39,6 +39,8 @@ Modules, in the order a motion passes through them:
     lexicon.py, captions.py   caption vocabulary and tokens; the caption grammar
     motion.py             sample_parts, render_parts, generate_motion
     build.py              the data set on disk; `python -m synthetic`
+    speeds.py             how fast a set's people move (speed, cadence, step length), the
+                          measure the gaits are calibrated with (bench/bench_speeds.py)
 """
 from .actions import ACTIONS, check_params, sample_params
 from .body import ANKLE_HEIGHT
