@@ -23,7 +23,7 @@ from .lexicon import caption_tokens
 from .motion import generate_motion
 
 DONE_FILE = "DONE"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: gaits calibrated to human speeds (synthetic/speeds.py); older sets are rebuilt
 _SETTINGS = ("format", "num_motions", "seed", "fps", "min_length", "max_length")  # what DONE must match
 _LAYOUT = {"new_joint_vecs", "new_joints", "texts", "train.txt", "val.txt", "test.txt", "Mean.npy",
            "Std.npy", "labels.json", DONE_FILE}
