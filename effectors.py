@@ -19,8 +19,8 @@ How a pin is met:
    pinned joint is moved towards its target by the IK below over a smoothstep window of
    PIN_BLEND_FRAMES frames either side (`offset_field`), and the moved joints are written back
    as root-relative positions in the facing frame (features 4:67; the root height, feature 3,
-   for the pelvis). The keyframes get the same edit before sampling (`steer_keyframe_poses`),
-   so the in-betweener starts from keyframes that already reach.
+   for the pelvis). The keyframes within a pin's window are let go (`release_keyframes`), so
+   the pose there is the in-betweener's own, steered.
 3. Final IK (`reach_joint_pins`) on the decoded joints, before the foot cleanup: the same
    windows and solver, so the targets are met on the joints handed to the user.
 
@@ -42,7 +42,6 @@ import numpy as np
 import torch
 
 from control import check_trajectory, integrate_root, rotate_xz, to_world
-from models.keyframes import interpolate_keyframes
 from utils import JOINT_NAMES, NUM_JOINTS, PARENTS, RIC_SLICE, features_to_joints, fit_bone_lengths, two_bone_ik
 
 PIN_BLEND_FRAMES = 8  # frames on either side of a pin over which its change eases in and out (smoothstep)
@@ -54,6 +53,7 @@ TOES = {10: 7, 11: 8}  # toe -> its ankle
 CHAIN_BASE = {1: 0, 2: 0, 3: 0, 6: 0, 9: 0, 12: 0, 15: 0, 13: 9, 14: 9, 16: 9, 17: 9, 18: 16, 19: 17, 4: 1, 5: 2}
 LEGS = ((1, 4, 7, 10), (2, 5, 8, 11))  # (hip, knee, ankle, toe)
 AXES = "xyz"
+POSE_CHANNELS = slice(3, 259)  # the feature channels of a keyframe's pose that release_keyframes lets go
 
 
 @dataclass
@@ -348,17 +348,21 @@ def compose_hooks(first, second):
     return lambda x0: second(first(x0))
 
 
-def steer_keyframe_poses(values: torch.Tensor, mask: torch.Tensor, hook) -> torch.Tensor:
-    """Keyframe values (T, 263) normalised whose given poses (mask (T, 263) > 0.5 in 3:67) take
-    the hook's edit of the keyframes' interpolation (root included) at their frames."""
-    given = (mask[:, 3:67] > 0.5).all(-1)  # (T,)
-    if not bool(given.any()):
-        return values
-    dense = interpolate_keyframes(values[None], mask[None])  # (1, T, 263)
-    steered = hook(dense)[0]
-    values = values.clone()
-    values[given, 3:67] = steered[given, 3:67]
-    return values
+def release_keyframes(mask: torch.Tensor, pins: JointPins, keep: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """A keyframe mask (T, 263) whose keyframes within PIN_BLEND_FRAMES of a pin's frame let go of
+    their pose (channels 3:259: height, joint positions, rotations, velocities; the root's
+    velocities 0:3 and the foot contacts stay, so the body goes where it went), except frames in
+    keep (the user's own pinned frames). Inside a pin's window the in-betweener's prediction is
+    then the only pose the hook edits: a keyframe pose imputed there would be put back unsteered
+    at every step while its neighbours keep the hook's earlier edits (a kink at the keyframe)."""
+    near = np.zeros(len(mask), dtype=bool)
+    for f in np.unique(pins.frames):
+        near[max(0, f - PIN_BLEND_FRAMES):f + PIN_BLEND_FRAMES + 1] = True
+    if keep is not None:
+        near[keep.cpu().numpy()] = False
+    mask = mask.clone()
+    mask[torch.from_numpy(near).to(mask.device), POSE_CHANNELS] = 0.0
+    return mask
 
 
 def raw_pose_joints(features: torch.Tensor, raw_x0: Optional[torch.Tensor], mean: np.ndarray, std: np.ndarray,

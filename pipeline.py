@@ -31,7 +31,7 @@ from models.vqvae import KeyframeVQVAE
 from runtime import CheckpointError, checkpoint_path, load_checkpoint, select_device, vqvae_identity
 from feet import clean_feet
 from effectors import (JointPins, check_joint_pins, compose_hooks, joint_pin_hook, joint_pin_report,
-                       pelvis_trajectory, raw_pose_joints, reach_joint_pins, steer_keyframe_poses)
+                       pelvis_trajectory, raw_pose_joints, reach_joint_pins, release_keyframes)
 from utils import (FEATURE_DIM, FOOT_SLICE, NUM_JOINTS, RIC_SLICE, features_to_joints, fit_bone_lengths,
                    keyframe_indices, place_keyframes, pose_features)
 
@@ -353,7 +353,7 @@ class Composite:
             hook = root_hook(targets, self.mean, self.std)
         if joint_pins is not None:  # then the pinned joints head for their targets (effectors.py)
             pin_hook = joint_pin_hook(joint_pins, self.mean, self.std, *start)
-            values[0] = steer_keyframe_poses(values[0], mask[0], pin_hook)
+            mask[0] = release_keyframes(mask[0], joint_pins, None if pinned is None else pinned[0])
             hook = compose_hooks(hook, pin_hook)
         prediction: dict = {}
         dense = self.inbetween(text_emb, values, mask, lengths, options, timings, prediction, hook)  # (B, T, 263)

@@ -46,7 +46,7 @@ from pipeline import (STAGE_SEED_OFFSETS, Composite, KeyframePins, MotionSample,
                       pinned_feature_values, timed)
 from feet import clean_feet
 from effectors import (JointPins, check_joint_pins, compose_hooks, joint_pin_hook, joint_pin_report,
-                       pelvis_trajectory, raw_pose_joints, reach_joint_pins, steer_keyframe_poses)
+                       pelvis_trajectory, raw_pose_joints, reach_joint_pins, release_keyframes)
 from utils import FEATURE_DIM, FOOT_SLICE, features_to_joints, fit_bone_lengths, keyframe_indices, num_keyframes
 
 MAX_TIMELINE_SECONDS = 600.0  # longest timeline accepted (time and memory grow linearly)
@@ -425,7 +425,6 @@ def timeline_keyframes(run: TimelineRun, length: int, pinned) -> tuple[torch.Ten
         apply_pins(values, mask, pinned)
     if run.control is not None:
         values = steer_keyframes(values, mask, run.control.local(), composite.mean, composite.std)
-    if run.joint_pins is not None:
-        hook = joint_pin_hook(run.joint_pins, composite.mean, composite.std, *run.start())
-        values = steer_keyframe_poses(values, mask, hook)
+    if run.joint_pins is not None:  # the in-betweener's own pose around joint targets (effectors.py)
+        mask = release_keyframes(mask, run.joint_pins, None if pinned is None else pinned[0])
     return values, mask, gpt_windows
