@@ -66,7 +66,7 @@ ACTION_TABLE = {
         partial(locomotion.animate_gait, gait_name="run"), True),
     "walk_backward": Action(
         {"speed": ("slow", "normal"), "steps": range(2, 13)},
-        lambda d, side: dict(speed=d.pick(["slow", "normal"]), steps=d.count(4, 9) if not d.short else d.count(3, 5)),
+        lambda d, side: dict(speed=d.pick(["slow", "normal"]), steps=d.count(6, 10) if not d.short else d.count(3, 5)),
         partial(locomotion.animate_gait, gait_name="walk_backward"), True),
     "sidestep": Action(
         {"direction": _SIDES, "steps": range(1, 7), "speed": ("slow", "normal", "fast")},
