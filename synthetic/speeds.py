@@ -1,5 +1,6 @@
-"""How fast the people of a data set move: per-motion root speed, cadence and step length,
-measured on joints (pure maths), and the human figures the generator's gaits are calibrated to.
+"""How fast the people of a data set move: per-motion root speed, cadence, step length, bounce
+and arm swing, measured on joints (pure maths), and read for a whole data set folder. The
+generator's gaits (actions_locomotion.GAITS) are calibrated with these measures.
 
 Measured per motion (joints (T, 22, 3) metres, y up, `fps` frames a second):
 
@@ -36,7 +37,7 @@ class GaitMeasures:
     """What one motion's root and feet do (see the module docstring)."""
     speed: float  # m/s, median over all frame steps
     moving_speed: float  # m/s, median over the moving frames (nan if none)
-    cadence: float  # steps per minute over the moving frames (nan if under 2 steps)
+    cadence: float  # steps per minute from the first step to the last (nan if under 3 steps)
     step_length: float  # m (nan where the cadence is)
     moving_fraction: float  # of the frame steps
     bounce: float  # m, p95 - p5 of the pelvis height over the moving frames

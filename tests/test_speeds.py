@@ -1,5 +1,7 @@
 """The embedded set moves at human speeds: the gait measures (known answers) and the generator's
 walks, jogs and runs against the real takes' statistics and published gait figures."""
+import json
+
 import numpy as np
 import pytest
 
@@ -154,6 +156,26 @@ def test_feet_stay_planted(gaits):
 # ---------------------------------------------------------------------------------------
 # A built data set
 # ---------------------------------------------------------------------------------------
+def test_dataset_gaits_reads_both_label_kinds(tmp_path):
+    """A prepared take is read by content and style (its mirrored copy left out), an embedded
+    motion by its action and speed, and only when it is that one action alone."""
+    walk = synthetic.render_parts([("walk", {"speed": "normal", "steps": 8})], np.random.default_rng(1))
+    features = utils.joints_to_features(walk.joints)  # (T-1, 263)
+    (tmp_path / "new_joint_vecs").mkdir()
+    for name in ("take", "Mtake", "S000000", "S000001"):
+        np.save(tmp_path / "new_joint_vecs" / f"{name}.npy", features)
+    labels = {"take": {"content": "walk", "style": "elderly", "mirrored": False},
+              "Mtake": {"content": "walk", "style": "elderly", "mirrored": True},
+              "S000000": {"action": "walk", "actions": ["walk"], "params": {"speed": "fast"}},
+              "S000001": {"action": "walk", "actions": ["walk", "wave"], "params": {"speed": "fast"}}}
+    (tmp_path / "labels.json").write_text(json.dumps(labels))
+    rows = dataset_gaits(str(tmp_path))
+    assert [(a, s) for a, s, _ in rows] == [("walk", "fast"), ("walk", "elderly")]
+    expected = gait_measures(utils.features_to_joints(features))
+    assert rows[0][2] == expected and 1.0 < expected.speed < 1.45
+    assert dataset_gaits(str(tmp_path), {"run"}) == []
+
+
 def test_built_set_gaits_at_human_speeds(tmp_path):
     root = tmp_path / "set"
     synthetic.build_synthetic_dataset(str(root), 48, seed=2, progress=False, workers=1)
