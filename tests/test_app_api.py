@@ -253,18 +253,6 @@ def test_nothing_written_outside_the_output_folder(server):
     assert os.listdir(os.path.join(server["cwd"], "out")) == [], "scratch folders are removed"
 
 
-def test_missing_checkpoints_say_which_command_trains_them(tmp_path):
-    port = free_port()
-    proc, out = start_app(tmp_path, "--api", "--port", port, "--checkpoint_dir", tmp_path / "none", "--out_dir", "out")
-    try:
-        assert "python train.py" in out and "no usable model" in out
-        status, _, raw = call(port, body=WALK)
-        assert status == 503 and "python train.py" in json.loads(raw)["error"]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-
-
 # ---------------------------------------------------------------------------------------
 # generate.py reads a saved session and splits 'then' chains
 # ---------------------------------------------------------------------------------------

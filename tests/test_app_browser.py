@@ -247,3 +247,24 @@ def tabs_are_separate(driver, port: int) -> None:
     driver.switch_to.window(first)
     assert field(driver, "Prompt 1").get_attribute("value") == "a person walks forward"
     assert "Ready (generation 3)" in page_text(driver)
+
+
+def test_missing_checkpoints_are_named_on_the_page_and_in_the_terminal(tmp_path):
+    port = free_port()
+    proc, out = start_app(tmp_path, "--port", port, "--checkpoint_dir", tmp_path / "none", "--out_dir", "out")
+    try:
+        assert "no usable model" in out and "python train.py" in out, out
+        status, _, raw = call(port + 1, body={"prompt": "a person walks forward", "seconds": 3})
+        assert status == 503 and "python train.py" in json.loads(raw)["error"]
+        driver = open_browser(str(tmp_path))
+        try:
+            driver.get(f"http://127.0.0.1:{port}/")
+            wait_for(lambda: "No model loaded" in page_text(driver), 30, "the missing-model note", driver)
+            assert "python train.py" in page_text(driver)
+            generate = [b for b in driver.find_elements("tag name", "button") if b.text.strip() == "Generate"][0]
+            assert not generate.is_enabled()
+        finally:
+            driver.quit()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
