@@ -10,12 +10,15 @@ saves and loads as one JSON file in the HTTP API's request schema (authoring/ses
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
+from contextlib import contextmanager
 from typing import Optional
 
 import numpy as np
 import viser
+import websockets.asyncio.server
 
 from authoring.jobs import Job, MotionService, QueueFull, encode_motions, has_cleanup
 from authoring.scene import TabScene, floor_hit
@@ -29,12 +32,34 @@ EXPORTS = {"BVH": ("bvh", "motion.bvh"), "SMPL .npz": ("smpl", "motion_smpl.npz"
 POLL_S = 0.05  # how often a tab looks at its queued job
 
 
+@contextmanager
+def websocket_origins(host: str):
+    """Make the websocket server viser starts inside this block accept only connections whose
+    Origin is a loopback address (or host) or absent (non-browser clients): viser's own accepts
+    any, so a web page the user visits could otherwise drive a tab. (viser starts its server
+    before its constructor returns; it looks websockets' `serve` up when it calls it.)"""
+    names = ["127.0.0.1", "localhost", "[::1]"] + ([] if host in ("0.0.0.0", "::", "") else [host])
+    allowed = [None, re.compile(r"http://(%s):\d+" % "|".join(map(re.escape, names)))]
+    original = websockets.asyncio.server.serve
+
+    def serve(*args, **kwargs):
+        kwargs.setdefault("origins", allowed)
+        return original(*args, **kwargs)
+
+    websockets.asyncio.server.serve = serve
+    try:
+        yield
+    finally:
+        websockets.asyncio.server.serve = original
+
+
 class AuthoringPage:
     """The viser server; one TabSession per connected browser tab."""
 
     def __init__(self, service: MotionService, host: str = "127.0.0.1", port: int = 8080):
         self.service = service
-        self.server = viser.ViserServer(host=host, port=port, label="Composite text-to-motion", verbose=False)
+        with websocket_origins(host):
+            self.server = viser.ViserServer(host=host, port=port, label="Composite text-to-motion", verbose=False)
         self.port = self.server.get_port()
         self.api_url = ""
         self.server.gui.configure_theme(control_width="large", show_share_button=False, dark_mode=False)

@@ -256,6 +256,7 @@ def test_missing_checkpoints_are_named_on_the_page_and_in_the_terminal(tmp_path)
         assert "no usable model" in out and "python train.py" in out, out
         status, _, raw = call(port + 1, body={"prompt": "a person walks forward", "seconds": 3})
         assert status == 503 and "python train.py" in json.loads(raw)["error"]
+        page_websocket_checks_origin(port)
         driver = open_browser(str(tmp_path))
         try:
             driver.get(f"http://127.0.0.1:{port}/")
@@ -268,3 +269,16 @@ def test_missing_checkpoints_are_named_on_the_page_and_in_the_terminal(tmp_path)
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def page_websocket_checks_origin(port: int) -> None:
+    """The page's websocket takes the page's own origin (or none) but not another site's."""
+    import viser
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+    protocol = [f"viser-v{viser.__version__}"]
+    for origin in (f"http://127.0.0.1:{port}", None):
+        with connect(f"ws://127.0.0.1:{port}", origin=origin, subprotocols=protocol, open_timeout=20) as ws:
+            assert ws.recv(timeout=20)
+    with pytest.raises(InvalidStatus, match="403"):
+        connect(f"ws://127.0.0.1:{port}", origin="http://attacker.example", subprotocols=protocol, open_timeout=20)
