@@ -70,11 +70,15 @@ def report(name: str, rows: list[dict]) -> None:
           f"within 0.5 s: {agg['accel']:.0f} m/s^2 (untargeted {agg['accel_base']:.0f})")
 
 
-def main() -> None:
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint_dir", default=None, help="a trained model (default: tiny random-weight models)")
-    parser.add_argument("--seeds", type=int, default=3)
-    args = parser.parse_args()
+    parser.add_argument("--seeds", type=int, default=3, help="motions per model (seeds 0..N-1)")
+    return parser.parse_args(argv)
+
+
+def main() -> None:
+    args = parse_args()
     torch.set_num_threads(1)
     if args.checkpoint_dir:
         from config import CompositeConfig
