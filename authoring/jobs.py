@@ -34,7 +34,7 @@ from timeline import TimelineResult, generate_timeline
 MAX_QUEUE = 64  # requests waiting for the model at once; more are refused (HTTP 503)
 # answer format -> (save_outputs formats, the files of it that are sent); "bundle" and "gif" are the page's
 FILE_FORMATS = {"npz": (["npy"], [".npz"]), "bvh": (["bvh"], [".bvh"]), "smpl": (["smpl"], ["_smpl.npz"]),
-                "bundle": (["npy"], [".npy", ".npz"]), "gif": (["gif"], [".gif"])}
+                "bundle": (["npy"], [".npy", ".npz"]), "gif": (["gif"], [".gif"]), "mp4": (["mp4"], [".mp4"])}
 
 
 class QueueFull(RuntimeError):
@@ -83,9 +83,10 @@ def motion_json(motions: list[TimelineResult], fps: int) -> dict:
 
 
 def encode_motions(motions: list[TimelineResult], fmt: str, out_dir: str, fps: int) -> tuple[bytes, str, str]:
-    """(body, MIME type, file name) of motions in fmt (npz, bvh, smpl, json; bundle: .npy + .npz,
-    gif); more than one file comes as a .zip (motion_<sample>.<ext> for several samples). Files are written by generate.save_outputs
-    into a fresh folder inside out_dir and removed once read."""
+    """(body, MIME type, file name) of motions in fmt (npz, bvh, smpl, json; the page's bundle
+    (.npy + .npz), gif, mp4); more than one file comes as a .zip (motion_<sample>.<ext> for several
+    samples). Files are written by generate.save_outputs into a fresh folder inside out_dir and
+    removed once read."""
     if fmt == "json":
         return json.dumps(motion_json(motions, fps)).encode(), "application/json", "motion.json"
     work = tempfile.mkdtemp(prefix="request_", dir=out_dir)
@@ -109,7 +110,7 @@ def encode_motions(motions: list[TimelineResult], fmt: str, out_dir: str, fps: i
 
 
 MIME = {"npz": "application/octet-stream", "smpl": "application/octet-stream", "bvh": "text/plain; charset=utf-8",
-        "gif": "image/gif"}
+        "gif": "image/gif", "mp4": "video/mp4"}
 JOINT_NAMES = ["pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2", "left_ankle",
                "right_ankle", "spine3", "left_foot", "right_foot", "neck", "left_collar", "right_collar", "head",
                "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist"]

@@ -28,7 +28,8 @@ from authoring.session import (MAX_SAMPLES, MAX_SEGMENTS, MotionRequest, Request
 DEFAULT_SEGMENT = ("a person walks forward", 3.0)
 SPEEDS = ("0.25", "0.5", "1", "2")
 EXPORTS = {"BVH": ("bvh", "motion.bvh"), "SMPL .npz": ("smpl", "motion_smpl.npz"),
-           "npy + npz bundle": ("bundle", "motion_bundle.zip"), "GIF": ("gif", "motion.gif")}
+           "npy + npz bundle": ("bundle", "motion_bundle.zip"), "GIF": ("gif", "motion.gif"),
+           "MP4": ("mp4", "motion.mp4")}
 POLL_S = 0.05  # how often a tab looks at its queued job
 
 

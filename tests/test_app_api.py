@@ -284,6 +284,31 @@ def test_generate_split_then(tiny_trained, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------
+# The page's export formats (no server: a real motion through generate.save_outputs)
+# ---------------------------------------------------------------------------------------
+def test_page_exports_bundle_gif_mp4(tmp_path):
+    from authoring.jobs import encode_motions
+    from conftest import random_motion_joints
+    from timeline import TimelineResult, TimelineSegment
+    from utils import joints_to_features
+    joints = random_motion_joints(31, seed=2)  # (31, 22, 3)
+    features = joints_to_features(joints)  # (30, 263)
+    motion = TimelineResult(prompt="a person walks:1.5", joints=joints[:30], features=features,
+                            keyframes=joints[[0, 29]], keyframe_idx=np.array([0, 29]),
+                            segments=[TimelineSegment("a person walks", 0, 30)])
+    body, mime, name = encode_motions([motion], "bundle", str(tmp_path), 20)
+    archive = zipfile.ZipFile(io.BytesIO(body))
+    assert (mime, name, archive.namelist()) == ("application/zip", "motions.zip", ["motion.npy", "motion.npz"])
+    assert np.load(io.BytesIO(archive.read("motion.npy"))).shape == (30, 22, 3)
+    assert np.load(io.BytesIO(archive.read("motion.npz")))["segment_texts"].tolist() == ["a person walks"]
+    gif, mime, _ = encode_motions([motion], "gif", str(tmp_path), 20)
+    assert gif[:6] == b"GIF89a" and mime == "image/gif"
+    mp4, mime, _ = encode_motions([motion], "mp4", str(tmp_path), 20)
+    assert mp4[4:8] == b"ftyp" and mime == "video/mp4"
+    assert os.listdir(tmp_path) == [], "the scratch folder is removed"
+
+
+# ---------------------------------------------------------------------------------------
 # The schema without a server
 # ---------------------------------------------------------------------------------------
 def test_request_round_trips_as_a_session():

@@ -243,7 +243,11 @@ def tabs_are_separate(driver, port: int) -> None:
     wait_for(lambda: "Prompt 1" in page_text(driver), 30, "the second tab", driver)
     text = page_text(driver)
     assert "Prompt 2" not in text and "Ready" not in text and "Write a timeline" in text
-    type_into(driver, "Prompt 1", "a person jumps")
+    type_into(driver, "Prompt 1", "a person jumps and then waves")
+    click(driver, "Split 'then' prompts into segments")
+    wait_for(lambda: "Prompt 2" in page_text(driver), 10, "the split segments", driver)
+    assert [field(driver, f"Prompt {i}").get_attribute("value") for i in (1, 2)] == ["a person jumps", "a person waves"]
+    assert [field(driver, f"Seconds {i}").get_attribute("value") for i in (1, 2)] == ["1.5", "1.5"]
     driver.switch_to.window(first)
     assert field(driver, "Prompt 1").get_attribute("value") == "a person walks forward"
     assert "Ready (generation 3)" in page_text(driver)
