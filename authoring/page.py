@@ -13,6 +13,7 @@ import json
 import re
 import threading
 import time
+from concurrent.futures import wait
 from contextlib import contextmanager
 from typing import Optional
 
@@ -250,7 +251,7 @@ class TabSession:
             else:
                 self.say(f"Generating sample {job.sample + 1} of {job.samples}...")
                 self.progress.value = 10.0 + 85.0 * job.sample / max(job.samples, 1)
-            time.sleep(POLL_S)
+            wait([job.future], timeout=POLL_S)  # wakes as soon as the motion is there
         try:
             motions = job.future.result()
         except Exception as exc:  # noqa: BLE001  shown on the page
@@ -281,7 +282,8 @@ class TabSession:
             self.progress.visible = False
 
     def say(self, text: str) -> None:
-        self.status.content = text
+        if self.status.content != text:
+            self.status.content = text
 
     # ---------------------------------------------------------------------------------
     # Playback
