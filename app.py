@@ -15,7 +15,7 @@ from typing import Optional
 from config import config_from_args, make_parser
 
 
-def make_app_parser():
+def make_cli_parser():
     parser = make_parser(__doc__.split("\n\n")[0], prog="app.py")
     opts = parser.add_argument_group("server")
     opts.add_argument("--host", default="127.0.0.1", help="interface to listen on (another one exposes the app)")
@@ -26,7 +26,7 @@ def make_app_parser():
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = make_app_parser()
+    parser = make_cli_parser()
     args = parser.parse_args(argv)
     cfg = config_from_args(args, parser)
     if not 0 < args.port < 65535:
