@@ -33,8 +33,9 @@ def load_service(cfg: CompositeConfig, out_dir: str) -> MotionService:
         missing = ""
     except CheckpointError as exc:
         composite = None
-        missing = (f"no usable model in {cfg.checkpoint_dir}/: {exc}. Train one with `{TRAIN_COMMAND}` "
-                   f"(about 24 min on 2 CPU cores) or pass --checkpoint_dir")
+        missing = f"no usable model in {cfg.checkpoint_dir}/: {exc}"
+        if TRAIN_COMMAND not in missing:
+            missing += f"; train one with `{TRAIN_COMMAND}` or pass --checkpoint_dir"
     return MotionService(composite, out_dir, cfg.fps, cfg.keyframe_interval, missing, checkpoint_identity(cfg))
 
 
@@ -69,7 +70,13 @@ def start(cfg: CompositeConfig, options: ServeOptions) -> RunningApp:
         page = AuthoringPage(service, options.host, options.port)
         page_port = page.port
     api_port = options.port if options.api_only else page_port + 1
-    api = ApiServer(service, options.host, api_port, page_port)
+    try:
+        api = ApiServer(service, options.host, api_port, page_port)
+    except OSError as exc:
+        if page is not None:
+            page.stop()
+        raise SystemExit(f"app.py: error: cannot listen on {options.host}:{api_port} ({exc.strerror}); "
+                         f"pass another --port")
     api.start()
     running = RunningApp(service, api, page, url(options.host, page_port) if page else "", url(options.host, api_port))
     if page is not None:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from authoring.session import decode_body, parse_request
 from bvh import import_bvh
 from conftest import ROOT
 from test_app_api import call, free_port, start_app
@@ -185,6 +186,12 @@ def test_author_a_timeline_pin_regenerate_and_export(page, tmp_path):
         click(driver, "Pin this frame's pose")
         wait_for(lambda: "Pinned frames: 50" in page_text(driver), 10, "the pin", driver)
         first = import_bvh(download(driver, downloads, "Export BVH", "first.bvh")).joints
+        session_path = download(driver, downloads, "Save session (.json)", "session.json")
+        with open(session_path, "rb") as fh:
+            session = parse_request(decode_body(fh.read()))
+        assert session.segments == [("a person walks forward", 2.0), ("a person waves with the right hand", 1.5)]
+        assert [frame for frame, _ in session.pins] == [50] and session.checkpoints["sha256"].keys() == {
+            "vqvae", "gpt", "diffusion"}
         os.makedirs(os.path.dirname(SCREENSHOT), exist_ok=True)
         driver.save_screenshot(SCREENSHOT)
         assert skeleton_pixels(driver) > 200, f"the 3D view shows no skeleton (see {SCREENSHOT})"
@@ -200,7 +207,7 @@ def test_author_a_timeline_pin_regenerate_and_export(page, tmp_path):
         assert np.abs(distances(first[50]) - distances(second[50])).max() < 0.01
         draw_a_path_point(driver)
         second_click_while_busy(driver, page["port"] + 1)
-        tabs_are_separate(driver, page["port"])
+        tabs_are_separate(driver, page["port"], session_path)
     finally:
         driver.quit()
 
@@ -235,8 +242,9 @@ def second_click_while_busy(driver, api_port: int) -> None:
     assert json.loads(call(api_port, "GET", "/health")[2])["completed"] == completed + 1
 
 
-def tabs_are_separate(driver, port: int) -> None:
-    """A second tab is a session of its own: the first tab's timeline and motion are not in it."""
+def tabs_are_separate(driver, port: int, session_path: str) -> None:
+    """A second tab is a session of its own: the first tab's timeline and motion are not in it;
+    it splits a 'then' prompt, and loads the session the first tab saved."""
     first = driver.current_window_handle
     driver.switch_to.new_window("tab")
     driver.get(f"http://127.0.0.1:{port}/")
@@ -248,6 +256,11 @@ def tabs_are_separate(driver, port: int) -> None:
     wait_for(lambda: "Prompt 2" in page_text(driver), 10, "the split segments", driver)
     assert [field(driver, f"Prompt {i}").get_attribute("value") for i in (1, 2)] == ["a person jumps", "a person waves"]
     assert [field(driver, f"Seconds {i}").get_attribute("value") for i in (1, 2)] == ["1.5", "1.5"]
+    from selenium.webdriver.common.by import By
+    driver.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys(session_path)
+    wait_for(lambda: "Loaded a session of 2 segment(s)" in page_text(driver), 20, "the loaded session", driver)
+    assert field(driver, "Prompt 2").get_attribute("value") == "a person waves with the right hand"
+    assert "Pinned frames: 50" in page_text(driver)
     driver.switch_to.window(first)
     assert field(driver, "Prompt 1").get_attribute("value") == "a person walks forward"
     assert "Ready (generation 3)" in page_text(driver)
