@@ -130,6 +130,7 @@ class TabSession:
             self.slider = gui.add_slider("Frame", min=0, max=1, step=1, initial_value=0, disabled=True)
             self.speed = gui.add_dropdown("Speed", SPEEDS, initial_value="1")
             self.sample_choice = gui.add_dropdown("Sample", ["1"], initial_value="1")
+            self.follow = gui.add_checkbox("Camera follows the body", True)
             self.segment_text = gui.add_markdown("Segment: -")
         self.play_button.on_click(lambda _: self.toggle_play())
         self.slider.on_update(lambda _: self.show_frame(int(self.slider.value)))
@@ -304,6 +305,8 @@ class TabSession:
             self.frame = frame
             segment = motion.segments[motion.segment_at(frame)]
             self.scene.show_pose(motion.joints[frame], segment.text)
+            if self.follow.value:
+                self.scene.follow(motion.joints[frame])
             self.segment_text.content = (f"Segment {motion.segment_at(frame) + 1}/{len(motion.segments)}: "
                                          f"**{segment.text}** (frame {frame} of {len(motion.joints) - 1}, "
                                          f"{'playing' if self.playing else 'paused'})")

@@ -48,14 +48,16 @@ class TabScene:
     def __init__(self, client):
         self.scene = client.scene
         self.scene.set_up_direction("+y")
-        self.scene.add_grid("/floor", width=20.0, height=20.0, plane="xz", cell_size=0.5, section_size=2.0,
-                            plane_color=(235, 235, 235), plane_opacity=1.0, shadow_opacity=0.2)
+        self.scene.add_grid("/floor", plane="xz", cell_size=0.5, section_size=2.0, infinite_grid=True,
+                            fade_distance=40.0, plane_color=(235, 235, 235), plane_opacity=1.0, shadow_opacity=0.2)
         rest = np.zeros((22, 3))
         self.bones = self.scene.add_line_segments("/body/bones", bone_segments(rest), BONE_COLOURS, thickness=0.035)
         self.joints = self.scene.add_point_cloud("/body/joints", rest.astype(np.float32), (30, 30, 30),
                                                  point_size=0.035, point_shape="circle")
         self.caption = self.scene.add_label("/body/caption", "", position=(0.0, 2.0, 0.0))
         self.trail = None
+        self.camera = client.camera
+        self.followed: Optional[np.ndarray] = None  # the pelvis (x, z) the camera last moved with
         self.pins: list = []
         self.path_nodes: list = []
         client.camera.position = (2.2, 1.6, 3.4)
@@ -68,6 +70,18 @@ class TabScene:
         self.caption.position = tuple(float(v) for v in joints[15] + [0.0, 0.35, 0.0])
         if self.caption.text != caption:
             self.caption.text = caption
+
+    def follow(self, joints: np.ndarray) -> None:
+        """Move the camera with the pelvis of pose joints (22, 3) along the floor, keeping the
+        view's direction and distance (the user can still orbit and zoom)."""
+        xz = joints[0, [0, 2]].astype(np.float64)
+        if self.followed is not None and not np.allclose(xz, self.followed):
+            try:
+                self.camera.position = self.camera.position + np.array([xz[0] - self.followed[0], 0.0,
+                                                                        xz[1] - self.followed[1]])
+            except AssertionError:  # the browser has not reported its camera yet
+                return
+        self.followed = xz
 
     def show_trail(self, joints: np.ndarray) -> None:
         """The root's ground track of a whole motion joints (T, 22, 3)."""
