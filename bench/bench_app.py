@@ -150,11 +150,16 @@ def api_memory(port: int, requests: int) -> dict:
             "seconds_per_request": seconds / requests}
 
 
-def main(argv=None) -> int:
+def make_cli_parser():
     parser = make_parser(__doc__.split("\n\n")[0], prog="bench_app.py")
     parser.add_argument("--repeats", type=int, default=5, help="Generate clicks per motion")
     parser.add_argument("--requests", type=int, default=200, help="API requests for the memory figure")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = make_cli_parser()
     args = parser.parse_args(argv)
     cfg = config_from_args(args, parser)
     if args.threads:

@@ -68,14 +68,18 @@ def skating(root: str, actions: set) -> None:
               f"{np.nanmean(kept[:, 1]):.2f} cm/s, GMD skating ratio {np.nanmean(kept[:, 2]):.4f}")
 
 
-def main() -> None:
+def make_cli_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("root", nargs="?", default="dataset/synthetic",
                         help="a HumanML3D-layout folder with labels.json")
     parser.add_argument("--actions", nargs="*", default=list(GAITS), help="actions (contents) to measure")
     parser.add_argument("--min_count", type=int, default=4, help="leave out styles with fewer motions")
     parser.add_argument("--skating", action="store_true", help="also the data set's own toe skating")
-    args = parser.parse_args()
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = make_cli_parser().parse_args(argv)
     if not os.path.isfile(os.path.join(args.root, "labels.json")):
         sys.exit(f"error: {args.root} has no labels.json; pass a built data set folder (python -m synthetic "
                  "or prepare_data.py makes one)")
