@@ -31,6 +31,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -97,11 +98,11 @@ def max_bone_change(raw: list[np.ndarray], clean: list[np.ndarray]) -> float:
 
 
 # ---------------------------------------------------------------------------------------
-def text_rows(composite: Composite, items: list[dict], cfg: CompositeConfig) -> dict:
+def text_rows(composite: Composite, items: list[dict], cfg: CompositeConfig, options: SamplingOptions) -> dict:
     """Ground truth, raw and cleaned motions for the items' captions and lengths."""
     raw, clean = [], []
     for i, item in enumerate(items):
-        motion = composite.sample(item["caption"], item["length"], SamplingOptions(seed=cfg.seed + i)).motions[0]
+        motion = composite.sample(item["caption"], item["length"], replace(options, seed=cfg.seed + i)).motions[0]
         raw.append(motion.joints)
         clean.append(cleaned(motion, cfg.fps))
     return dict(ground_truth=quality([it["joints"] for it in items], cfg.fps), raw=quality(raw, cfg.fps),
@@ -140,7 +141,8 @@ def circle_path(joints: np.ndarray) -> np.ndarray:
     return CIRCLE_RADIUS * np.stack([1.0 - np.cos(angle), np.sin(angle)], axis=-1)
 
 
-def control_row(composite: Composite, items: list[dict], cfg: CompositeConfig, goal) -> dict:
+def control_row(composite: Composite, items: list[dict], cfg: CompositeConfig, options: SamplingOptions,
+                goal) -> dict:
     """One control case over items: goal(item) -> (pins, trajectory); raw / cleaned quality,
     ground truth's, and the delivered control errors (mean over motions of each key)."""
     if not items:
@@ -148,13 +150,13 @@ def control_row(composite: Composite, items: list[dict], cfg: CompositeConfig, g
     raw, clean, errors, clean_errors = [], [], [], []
     for i, item in enumerate(items):
         pins, trajectory = goal(item)
-        options = SamplingOptions(seed=cfg.seed + i)
-        motion = composite.sample(item["caption"], item["length"], options, pins=pins,
+        motion = composite.sample(item["caption"], item["length"], replace(options, seed=cfg.seed + i), pins=pins,
                                   trajectory=trajectory).motions[0]
         raw.append(motion.joints)
         errors.append(motion.control_errors)
-        clean_motion = composite.sample(item["caption"], item["length"], SamplingOptions(seed=cfg.seed + i,
-                                        cleanup_feet=True), pins=pins, trajectory=trajectory).motions[0]
+        clean_motion = composite.sample(item["caption"], item["length"],
+                                        replace(options, seed=cfg.seed + i, cleanup_feet=True), pins=pins,
+                                        trajectory=trajectory).motions[0]
         clean.append(clean_motion.joints)
         clean_errors.append(clean_motion.control_errors)
     mean_errors = lambda rows: {k: float(np.mean([r[k] for r in rows])) for k in rows[0]
@@ -183,9 +185,9 @@ def print_rows(name: str, row: dict) -> None:
         q = row[key]
         print(f"  {key:14s} {q['toe_skate_cm_s']:15.2f} {q['gmd_ratio']:10.3f} {q['jerk']:11.1f} "
               f"{q['penetration_cm']:11.3f}")
-    for key in ("raw_errors", "delivered"):
+    for key, label in (("raw_errors", "the uncleaned run"), ("delivered", "the cleaned run")):
         if key in row:
-            print(f"  control errors ({key}, m, mean over motions): "
+            print(f"  control_errors of {label} (m, degrees; mean over motions): "
                   + ", ".join(f"{k} {v:.4f}" for k, v in row[key].items()))
 
 
@@ -212,6 +214,10 @@ def main(argv=None) -> int:
     parser = make_parser(__doc__.split("\n\n")[0], prog="bench_feet.py")
     parser.add_argument("--num_prompts", type=int, default=50, help="test-split motions for the text rows")
     parser.add_argument("--num_control", type=int, default=15, help="motions per control case")
+    parser.add_argument("--mode", default="composite", choices=("composite", "interpolate"),
+                        help="how the generated rows sample (interpolate: the GPT's keyframes, no diffusion)")
+    parser.add_argument("--interpolation", default="cubic", choices=("linear", "cubic"),
+                        help="the curve of --mode interpolate")
     args = parser.parse_args(argv)
     cfg = config_from_args(args, parser)
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1))))
@@ -227,9 +233,12 @@ def main(argv=None) -> int:
     except CheckpointError as exc:
         print(f"\nno generated rows: {exc}")
         return save(report, cfg)
-    print(f"\nmodels: {cfg.checkpoint_dir}; device {composite.device}")
+    print(f"\nmodels: {cfg.checkpoint_dir}; device {composite.device}; mode {args.mode}"
+          + (f" ({args.interpolation} interpolation)" if args.mode == "interpolate" else ""))
     report["device"] = str(composite.device)
-    report["text"] = text_rows(composite, items[:args.num_prompts], cfg)
+    options = SamplingOptions(mode=args.mode, interpolation=args.interpolation, cleanup_feet=False)
+    report["options"] = dict(mode=args.mode, interpolation=args.interpolation if args.mode == "interpolate" else None)
+    report["text"] = text_rows(composite, items[:args.num_prompts], cfg, options)
     print_rows("test-split captions", report["text"])
     travel = lambda it: float(np.linalg.norm(it["joints"][-1, 0, [0, 2]] - it["joints"][0, 0, [0, 2]]))
     in_place = [it for it in items if travel(it) < IN_PLACE_M][:args.num_control]
@@ -237,10 +246,10 @@ def main(argv=None) -> int:
     report["control"] = {}
     for offset in PINS:
         key = f"world pin {offset:g} m off an in-place motion"
-        report["control"][key] = control_row(composite, in_place, cfg, pin_goal(offset))
+        report["control"][key] = control_row(composite, in_place, cfg, options, pin_goal(offset))
         print_rows(key, report["control"][key])
     key = f"{CIRCLE_RADIUS:g} m-radius circle path"
-    report["control"][key] = control_row(composite, walks, cfg, lambda it: (None, circle_path(it["joints"])))
+    report["control"][key] = control_row(composite, walks, cfg, options, lambda it: (None, circle_path(it["joints"])))
     print_rows(key, report["control"][key])
     report["verdicts"] = verdicts(report)
     print("\ntargets (issue 20):\n" + "\n".join(report["verdicts"]))
