@@ -30,6 +30,7 @@ from authoring.session import MotionRequest
 from generate import save_outputs
 from pipeline import Composite, KeyframePins, SamplingOptions
 from timeline import TimelineResult, generate_timeline
+from utils import JOINT_NAMES
 
 MAX_QUEUE = 64  # requests waiting for the model at once; more are refused (HTTP 503)
 # answer format -> (save_outputs formats, the files of it that are sent); "bundle" and "gif" are the page's
@@ -66,20 +67,30 @@ def generate_request(composite: Composite, request: MotionRequest, progress=None
         if progress is not None:
             progress(i, request.samples)
         motions.append(generate_timeline(composite, request.segments, sampling_options(request, seed + i),
-                                         trajectory=trajectory, pins=pins))
+                                         trajectory=trajectory, pins=pins, joint_pins=request.joint_pins()))
     return motions
 
 
 # ---------------------------------------------------------------------------------------
 # Encoding the answer
 # ---------------------------------------------------------------------------------------
+def json_errors(errors: Optional[dict]) -> dict:
+    """A motion's control_errors as JSON values (numbers rounded to 0.1 mm; {} without any)."""
+    def value(v):
+        if isinstance(v, (list, tuple, np.ndarray)):
+            return [value(x) for x in v]
+        return bool(v) if isinstance(v, (bool, np.bool_)) else round(float(v), 4)
+    return {key: value(v) for key, v in (errors or {}).items()}
+
+
 def motion_json(motions: list[TimelineResult], fps: int) -> dict:
-    """JSON of motions: joints [sample][frame][joint][xyz] metres (y up), segments, keyframe frames."""
+    """JSON of motions: joints [sample][frame][joint][xyz] metres (y up), segments, keyframe frames,
+    control_errors (root path/pin and joint-target errors in metres, control.py and effectors.py)."""
     first = motions[0]
     return {"fps": fps, "frames": int(len(first.joints)), "joint_names": JOINT_NAMES,
             "segments": [{"text": s.text, "start": s.start, "end": s.end} for s in first.segments],
-            "samples": [{"joints": np.round(m.joints, 5).tolist(), "keyframe_idx": m.keyframe_idx.tolist()}
-                        for m in motions]}
+            "samples": [{"joints": np.round(m.joints, 5).tolist(), "keyframe_idx": m.keyframe_idx.tolist(),
+                         "control_errors": json_errors(m.control_errors)} for m in motions]}
 
 
 def encode_motions(motions: list[TimelineResult], fmt: str, out_dir: str, fps: int) -> tuple[bytes, str, str]:
@@ -111,9 +122,6 @@ def encode_motions(motions: list[TimelineResult], fmt: str, out_dir: str, fps: i
 
 MIME = {"npz": "application/octet-stream", "smpl": "application/octet-stream", "bvh": "text/plain; charset=utf-8",
         "gif": "image/gif", "mp4": "video/mp4"}
-JOINT_NAMES = ["pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2", "left_ankle",
-               "right_ankle", "spine3", "left_foot", "right_foot", "neck", "left_collar", "right_collar", "head",
-               "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist"]
 
 
 # ---------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The motion-authoring page: a viser server whose every browser tab is its own session.
 
 A tab holds a timeline of prompts with durations, sampling settings (seed, samples, foot
-cleanup), pinned poses and a root path; Generate queues the tab's request on the one
+cleanup), pinned poses, a root path and joint (end-effector) targets; Generate queues the tab's request on the one
 generation worker (authoring/jobs.py) and the tab shows where it is. The result plays in a 3D
 view (skeleton on a floor grid, play/pause, frame slider, speed, sample switch, the current
 segment's text) and exports as BVH, SMPL .npz, the .npy/.npz bundle or a GIF; the session
@@ -23,14 +23,16 @@ import websockets.asyncio.server
 
 from authoring.jobs import Job, MotionService, QueueFull, encode_motions, has_cleanup
 from authoring.scene import TabScene, floor_hit
-from authoring.session import (MAX_SAMPLES, MAX_SEGMENTS, MotionRequest, RequestError, decode_body, parse_request,
-                               split_then)
+from authoring.session import (MAX_PINS, MAX_SAMPLES, MAX_SEGMENTS, JointTarget, MotionRequest, RequestError,
+                               decode_body, parse_request, split_then)
+from utils import JOINT_NAMES
 
 DEFAULT_SEGMENT = ("a person walks forward", 3.0)
 SPEEDS = ("0.25", "0.5", "1", "2")
 EXPORTS = {"BVH": ("bvh", "motion.bvh"), "SMPL .npz": ("smpl", "motion_smpl.npz"),
            "npy + npz bundle": ("bundle", "motion_bundle.zip"), "GIF": ("gif", "motion.gif"),
            "MP4": ("mp4", "motion.mp4")}
+TARGET_AXES = ("xyz", "y", "xz")  # the page's joint-target choices (the API takes any subset of "xyz")
 POLL_S = 0.05  # how often a tab looks at its queued job
 
 
@@ -93,6 +95,7 @@ class TabSession:
         self.segments: list[list] = [list(DEFAULT_SEGMENT)]
         self.pins: list[tuple[int, list]] = []
         self.path: list[tuple[int, float, float]] = []
+        self.targets: list[JointTarget] = []
         self.motions: list = []
         self.job: Optional[Job] = None
         self.frame, self.playing, self.last_click = 0, False, 0.0
@@ -143,6 +146,20 @@ class TabSession:
                                               hint="click the floor: a waypoint at the current frame")
             self.clear_button = gui.add_button("Clear pins and path")
             self.constraints_text = gui.add_markdown("No pins, no path.")
+            with gui.add_folder("Joint target"):
+                self.target_joint = gui.add_dropdown("Joint", JOINT_NAMES, initial_value="right_wrist")
+                self.target_xyz = [gui.add_number(f"Target {c} (m)", 0.0, min=-1000.0, max=1000.0, step=0.01)
+                                   for c in "xyz"]
+                self.target_axes = gui.add_dropdown("Axes", TARGET_AXES, initial_value="xyz",
+                                                    hint="xyz: the point; y: the height only; xz: over a spot")
+                self.use_pose_button = gui.add_button("Use current pose")
+                self.target_button = gui.add_button("Add target at this frame")
+                self.clear_targets_button = gui.add_button("Clear joint targets")
+                self.targets_text = gui.add_markdown("No joint targets.")
+        self.target_joint.on_update(lambda _: self.use_current_pose(quiet=True))
+        self.use_pose_button.on_click(lambda _: self.use_current_pose())
+        self.target_button.on_click(lambda _: self.add_target())
+        self.clear_targets_button.on_click(lambda _: self.clear_targets())
         self.pin_button.on_click(lambda _: self.pin_pose())
         self.draw_path.on_update(lambda _: self.set_path_drawing(self.draw_path.value))
         self.clear_button.on_click(lambda _: self.clear_constraints())
@@ -222,6 +239,7 @@ class TabSession:
             data = {"segments": [{"text": t, "seconds": s} for t, s in self.segments], "seed": int(self.seed.value),
                     "samples": int(self.samples.value), "pins": [{"frame": f, "joints": j} for f, j in self.pins],
                     "pin_space": self.pin_space.value, "path": [list(r) for r in self.path],
+                    "joint_targets": [t.to_json() for t in self.targets],
                     "cleanup": bool(self.cleanup.value), "format": fmt,
                     "checkpoints": self.service.checkpoints}
         return parse_request(data, self.service.fps, self.service.interval)
@@ -269,12 +287,15 @@ class TabSession:
             self.frame = -1
             self.slider.value = 0
             self.show_frame(0)
+            self.use_current_pose(quiet=True)
             self.first_frame_s = time.perf_counter() - self.last_click
             self.playing = True
             self.generations += 1
         self.finish_job()
+        reached = (motions[0].control_errors or {}).get("joint_pin_error_max")
         self.say(f"Ready (generation {self.generations}): {len(motions)} sample(s) of {len(motions[0].joints)} "
-                 f"frames, generated in {job.seconds:.2f} s, first frame sent {self.first_frame_s:.2f} s after Generate.")
+                 f"frames, generated in {job.seconds:.2f} s, first frame sent {self.first_frame_s:.2f} s after Generate."
+                 + ("" if reached is None else f" Joint targets met within {100 * reached:.1f} cm."))
 
     def finish_job(self) -> None:
         with self.lock:
@@ -352,6 +373,40 @@ class TabSession:
             self.path = sorted([r for r in self.path if r[0] != frame] + [(frame, round(hit[0], 3), round(hit[1], 3))])
             self.show_constraints()
 
+    def use_current_pose(self, quiet: bool = False) -> None:
+        """Fill the target's x, y, z with the chosen joint's position at the shown frame."""
+        with self.lock:
+            motion = self.current()
+            if motion is None:
+                if not quiet:
+                    self.say("Generate a motion first, then take a joint's position from it.")
+                return
+            if not quiet:
+                self.playing = False
+            position = motion.joints[max(self.frame, 0), JOINT_NAMES.index(self.target_joint.value)]  # (3,)
+            for handle, value in zip(self.target_xyz, position):
+                handle.value = round(float(value), 3)
+
+    def add_target(self) -> None:
+        """A joint target at the shown frame from the Joint target controls (replacing one of the
+        same joint at that frame)."""
+        with self.lock:
+            self.playing = False
+            frame, joint = max(self.frame, 0), self.target_joint.value
+            kept = [t for t in self.targets if (t.joint, t.frame) != (joint, frame)]
+            if len(kept) >= MAX_PINS:
+                self.say(f"At most {MAX_PINS} joint targets; clear some first.")
+                return
+            target = JointTarget(joint, frame, [round(float(h.value), 3) for h in self.target_xyz],
+                                 self.target_axes.value)
+            self.targets = sorted(kept + [target], key=lambda t: (t.frame, t.joint))
+            self.show_constraints()
+
+    def clear_targets(self) -> None:
+        with self.lock:
+            self.targets = []
+            self.show_constraints()
+
     def clear_constraints(self) -> None:
         with self.lock:
             self.pins, self.path = [], []
@@ -364,6 +419,11 @@ class TabSession:
         path = ", ".join(f"{f}: ({x:.2f}, {z:.2f})" for f, x, z in self.path[:6]) or "none"
         self.constraints_text.content = (f"Pinned frames: {pins}  \nPath points (frame: x, z): {path}"
                                          + (" ..." if len(self.path) > 6 else ""))
+        self.scene.show_targets([t.position for t in self.targets])
+        rows = [f"{t.joint} at frame {t.frame}: ({', '.join(f'{v:.2f}' for v in t.position)}) {t.axes}"
+                for t in self.targets[:8]]
+        more = "  \n..." if len(self.targets) > 8 else ""
+        self.targets_text.content = "Joint targets:  \n" + "  \n".join(rows) + more if rows else "No joint targets."
 
     # ---------------------------------------------------------------------------------
     # Export and sessions
@@ -394,6 +454,7 @@ class TabSession:
         with self.lock:
             self.segments = [[text, seconds] for text, seconds in request.segments]
             self.pins, self.path = list(request.pins), list(request.path)
+            self.targets = list(request.joint_targets)
             if request.seed is not None:
                 self.seed.value = request.seed
             self.samples.value = request.samples

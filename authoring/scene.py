@@ -1,5 +1,5 @@
 """What one browser tab's 3D view shows: the floor grid, the skeleton at the current frame, its
-root trail, the current segment's caption, the pinned poses and the root path.
+root trail, the current segment's caption, the pinned poses, the root path and the joint targets.
 
 All positions are the pipeline's: metres, y up, the body facing +z at frame 0.
 """
@@ -16,6 +16,8 @@ BODY = (20, 60, 210)
 LEFT = (230, 80, 20)  # the body's left limbs, so facing reads at a glance
 PIN = (150, 150, 150)
 PATH = (20, 160, 90)
+TARGET = (220, 30, 120)
+TARGET_RADIUS = 0.04  # m: the sphere drawn at a joint target
 LEFT_JOINTS = {1, 4, 7, 10, 13, 16, 18, 20}
 BONE_COLOURS = np.array([[LEFT if child in LEFT_JOINTS else BODY] * 2 for child, _ in BONES], np.uint8)  # (21, 2, 3)
 
@@ -60,6 +62,7 @@ class TabScene:
         self.followed: Optional[np.ndarray] = None  # the pelvis (x, z) the camera last moved with
         self.pins: list = []
         self.path_nodes: list = []
+        self.target_nodes: list = []
         client.camera.position = (2.2, 1.6, 3.4)
         client.camera.look_at = (0.0, 0.8, 0.8)
 
@@ -112,3 +115,11 @@ class TabScene:
         if len(points) > 1:
             self.path_nodes.append(self.scene.add_line_segments("/path/line", polyline_segments(points), PATH,
                                                                 thickness=0.02))
+
+    def show_targets(self, positions: list) -> None:
+        """A small sphere at each joint target's world position [x, y, z]."""
+        for node in self.target_nodes:
+            node.remove()
+        self.target_nodes = [self.scene.add_icosphere(f"/targets/{i}", TARGET_RADIUS, TARGET, subdivisions=2,
+                                                      position=tuple(float(v) for v in position))
+                             for i, position in enumerate(positions)]

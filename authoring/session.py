@@ -5,12 +5,16 @@
      "seed": 0, "samples": 1, "cleanup": false, "format": "bvh",
      "pins": [{"frame": 40, "joints": [[x, y, z], ... 22 rows]}], "pin_space": "local",
      "path": [[0, 0.0, 0.0], [139, 0.5, 2.0]],
+     "joint_targets": [{"joint": "right_wrist", "frame": 60, "position": [0.3, 1.5, 0.4], "axes": "xyz"}],
      "checkpoints": {"dir": "checkpoints", "sha256": {"vqvae": "...", "gpt": "...", "diffusion": "..."}}}
 
 Instead of `segments`: `prompt` with `length` (frames at 20 fps) or `seconds`. `pins` are poses
 (22 joints, metres, y up) at frames of the whole motion; `pin_space` "world" also pins where the
 root stands and faces there. `path` rows are (frame, x, z) in metres: the root passes through
-them. `samples` motions are made with seeds seed, seed + 1, ... `checkpoints` records which
+them. `joint_targets` are end-effector targets (effectors.JointPins): a joint (SMPL-22 name,
+utils.JOINT_NAMES) at a frame of the whole motion reaches a world position (metres, the world of
+world pins and the path), on the pinned `axes` ("xyz", or a subset such as "y" or "xz").
+`samples` motions are made with seeds seed, seed + 1, ... `checkpoints` records which
 models made a session (the page writes it; a request may carry it back).
 
 `parse_request` checks a decoded body against this schema and the server's limits; every
@@ -28,7 +32,8 @@ from dataclasses import dataclass, field
 from typing import Literal, Optional, get_args
 
 from runtime import checkpoint_path
-from utils import NUM_JOINTS
+from effectors import AXES, JointPins, check_joint_pins
+from utils import JOINT_NAMES, NUM_JOINTS
 
 Format = Literal["npz", "bvh", "smpl", "json"]
 FORMATS = get_args(Format)
@@ -36,13 +41,14 @@ MAX_BODY_BYTES = 1 << 20  # largest request body accepted (1 MiB)
 MAX_SEGMENTS = 32  # segments in one request
 MAX_SECONDS = 120.0  # longest motion one request may ask for
 MAX_TEXT_CHARS = 300  # characters in one segment's text
-MAX_PINS = 32  # pinned poses in one request
+MAX_PINS = 32  # pinned poses in one request (and joint targets in one request)
 MAX_PATH_POINTS = 2400  # root path rows in one request
 MAX_SAMPLES = 8  # motions (seeds) in one request
 MAX_SEED = 2 ** 31 - 1
 MAX_COORD = 1000.0  # metres: the largest |coordinate| of a pin or path point
 TOP_FIELDS = ("segments", "prompt", "length", "seconds", "seed", "samples", "pins", "pin_space", "path",
-              "cleanup", "format", "checkpoints")
+              "joint_targets", "cleanup", "format", "checkpoints")
+TARGET_FIELDS = ("joint", "frame", "position", "axes")
 
 
 class RequestError(ValueError):
@@ -52,13 +58,15 @@ class RequestError(ValueError):
 @dataclass
 class MotionRequest:
     """A checked request. segments: [(text, seconds)]; pins: [(frame, joints (22, 3) as nested
-    lists)] sorted by frame; path: [(frame, x, z)] sorted by frame; seed None: the server's."""
+    lists)] sorted by frame; path: [(frame, x, z)] sorted by frame; joint_targets: [JointTarget]
+    sorted by frame; seed None: the server's."""
     segments: list[tuple[str, float]]
     seed: Optional[int] = None
     samples: int = 1
     pins: list[tuple[int, list]] = field(default_factory=list)
     pin_space: Literal["local", "world"] = "local"
     path: list[tuple[int, float, float]] = field(default_factory=list)
+    joint_targets: list["JointTarget"] = field(default_factory=list)
     cleanup: bool = False
     format: Format = "json"
     checkpoints: Optional[dict] = None
@@ -71,13 +79,34 @@ class MotionRequest:
         """The request as the JSON object parse_request reads (a saved session)."""
         data = {"segments": [{"text": text, "seconds": seconds} for text, seconds in self.segments],
                 "samples": self.samples, "pins": [{"frame": f, "joints": j} for f, j in self.pins],
-                "pin_space": self.pin_space, "path": [list(row) for row in self.path], "cleanup": self.cleanup,
+                "pin_space": self.pin_space, "path": [list(row) for row in self.path],
+                "joint_targets": [t.to_json() for t in self.joint_targets], "cleanup": self.cleanup,
                 "format": self.format}
         if self.seed is not None:
             data["seed"] = self.seed
         if self.checkpoints is not None:
             data["checkpoints"] = self.checkpoints
         return data
+
+    def joint_pins(self) -> Optional[JointPins]:
+        """The joint targets as effectors.JointPins (None without any)."""
+        if not self.joint_targets:
+            return None
+        return JointPins([t.joint for t in self.joint_targets], [t.frame for t in self.joint_targets],
+                         [t.position for t in self.joint_targets], [t.axes for t in self.joint_targets])
+
+
+@dataclass
+class JointTarget:
+    """One end-effector target: joint (a utils.JOINT_NAMES name) at frame reaches position
+    [x, y, z] (world metres) on the world coordinates named by axes."""
+    joint: str
+    frame: int
+    position: list[float]
+    axes: str = "xyz"
+
+    def to_json(self) -> dict:
+        return {"joint": self.joint, "frame": self.frame, "position": list(self.position), "axes": self.axes}
 
 
 # ---------------------------------------------------------------------------------------
@@ -225,6 +254,38 @@ def parse_path(items, num_frames: int) -> list[tuple[int, float, float]]:
     return rows
 
 
+def parse_joint_targets(items, num_frames: int) -> list[JointTarget]:
+    expect(items, (list,), "joint_targets", "a list of {joint, frame, position, axes}")
+    if len(items) > MAX_PINS:
+        raise RequestError(f"{len(items)} joint targets; the most accepted is {MAX_PINS}")
+    targets = []
+    for i, item in enumerate(items):
+        name = f"joint_targets[{i}]"
+        expect(item, (dict,), name, "an object {joint, frame, position, axes}")
+        only_fields(item, TARGET_FIELDS, name)
+        if not {"joint", "frame", "position"} <= set(item):
+            raise RequestError(f"{name} needs joint, frame and position (axes is optional, default 'xyz')")
+        joint = expect(item["joint"], (str,), f"{name}.joint", "a joint name such as 'right_wrist'")
+        if joint not in JOINT_NAMES:
+            raise RequestError(f"{name}.joint {joint[:40]!r} is unknown; use one of: {', '.join(JOINT_NAMES)}")
+        frame = whole(item["frame"], f"{name}.frame", 0, num_frames - 1)
+        row = expect(item["position"], (list,), f"{name}.position", "[x, y, z] metres")
+        if len(row) != 3:
+            raise RequestError(f"{name}.position must be [x, y, z] metres, got {len(row)} numbers")
+        position = [number(v, f"{name}.position", -MAX_COORD, MAX_COORD) for v in row]
+        axes = expect(item.get("axes", AXES), (str,), f"{name}.axes", "a string such as 'xyz', 'y' or 'xz'")
+        if not axes or set(axes) - set(AXES) or len(set(axes)) != len(axes):
+            raise RequestError(f"{name}.axes must be a subset of 'xyz' such as 'xyz', 'y' or 'xz', got {axes[:10]!r}")
+        targets.append(JointTarget(joint, frame, position, axes))
+    targets.sort(key=lambda t: t.frame)
+    if targets:  # the rules across targets (one per joint and frame, a pelvis's x and z together): effectors'
+        try:
+            check_joint_pins(MotionRequest([], joint_targets=targets).joint_pins(), num_frames)
+        except ValueError as exc:
+            raise RequestError(f"joint_targets: {exc}") from None
+    return targets
+
+
 def parse_checkpoints(value) -> dict:
     expect(value, (dict,), "checkpoints", "an object {dir, sha256}")
     only_fields(value, ("dir", "sha256"), "checkpoints")
@@ -249,6 +310,7 @@ def parse_request(data: dict, fps: int = 20, interval: int = 5) -> MotionRequest
     if request.pin_space not in ("local", "world"):
         raise RequestError(f"pin_space must be 'local' or 'world', got {json.dumps(request.pin_space)[:40]}")
     request.path = parse_path(data.get("path", []), num_frames)
+    request.joint_targets = parse_joint_targets(data.get("joint_targets", []), num_frames)
     request.cleanup = expect(data.get("cleanup", False), (bool,), "cleanup", "true or false")
     request.format = data.get("format", "json")
     if request.format not in FORMATS:
