@@ -19,6 +19,7 @@ from bvh import import_bvh
 from conftest import ROOT, run_script
 
 WALK = {"prompt": "a person walks forward", "seconds": 3}
+TARGET = {"joint": "right_wrist", "frame": 30, "position": [0.3, 1.4, 0.4]}
 
 
 def free_port() -> int:
@@ -134,6 +135,24 @@ def test_pins_and_path_are_met(server):
     assert np.abs(joints[59, 0, [0, 2]] - [2.0, 1.0]).max() < 0.02, "the root reaches the path's end"
 
 
+def test_joint_targets_are_met_and_reported(server):
+    base = np.array(json.loads(call(server["port"], body={**WALK, "seed": 1})[2])["samples"][0]["joints"])
+    wrist = (base[30, 21] + [0.1, 0.08, 0.05]).tolist()  # the right wrist moved ~14 cm at frame 30
+    height = float(base[45, 0, 1]) - 0.05  # the pelvis 5 cm lower at frame 45, on y only
+    body = {**WALK, "seed": 1, "joint_targets": [{"joint": "right_wrist", "frame": 30, "position": wrist},
+                                                 {"joint": "pelvis", "frame": 45, "position": [9.0, height, 9.0],
+                                                  "axes": "y"}]}
+    status, _, raw = call(server["port"], body=body)
+    assert status == 200, raw
+    sample = json.loads(raw)["samples"][0]
+    joints, errors = np.array(sample["joints"]), sample["control_errors"]
+    assert np.linalg.norm(joints[30, 21] - wrist) < 0.02 and abs(joints[45, 0, 1] - height) < 0.02
+    assert errors["joint_pin_error_max"] < 0.02 and errors["joint_pin_reachable"] == [True, True]
+    assert errors["raw_joint_pin_error_max"] >= errors["joint_pin_error_max"]
+    assert np.linalg.norm(base[30, 21] - wrist) > 0.1, "the target is away from where the wrist was"
+    assert "joint_pin_error_max" not in json.loads(call(server["port"], body=WALK)[2])["samples"][0]["control_errors"]
+
+
 def test_cleanup_reaches_the_pipeline(server):
     plain, cleaned = (np.array(json.loads(call(server["port"], body={**WALK, "seed": 3, "cleanup": flag})[2])
                                ["samples"][0]["joints"]) for flag in (False, True))
@@ -167,6 +186,23 @@ BAD_BODIES = [
     ({**WALK, "format": "../../etc/passwd"}, "format must be one of"),
     ({**WALK, "pin_space": "galaxy"}, "pin_space must be"),
     ({**WALK, "checkpoints": "/etc/passwd"}, "checkpoints must be an object"),
+    ({**WALK, "joint_targets": {"joint": "head"}}, "joint_targets must be a list"),
+    ({**WALK, "joint_targets": [{**TARGET, "speed": 1}]}, "unknown field 'speed' in joint_targets[0]"),
+    ({**WALK, "joint_targets": [{"joint": "head", "frame": 5}]}, "joint_targets[0] needs joint, frame and position"),
+    ({**WALK, "joint_targets": [{**TARGET, "joint": "tail"}]}, "joint_targets[0].joint 'tail' is unknown"),
+    ({**WALK, "joint_targets": [{**TARGET, "joint": 21}]}, "joint_targets[0].joint must be a joint name"),
+    ({**WALK, "joint_targets": [{**TARGET, "frame": 60}]}, "joint_targets[0].frame must lie in [0, 59]"),
+    ({**WALK, "joint_targets": [{**TARGET, "frame": 2.5}]}, "joint_targets[0].frame must be a whole number"),
+    ({**WALK, "joint_targets": [{**TARGET, "position": [0, 1]}]}, "position must be [x, y, z]"),
+    ({**WALK, "joint_targets": [{**TARGET, "position": [0, "1", 0]}]}, "position must be a number"),
+    ({**WALK, "joint_targets": [{**TARGET, "position": [0, 1e300, 0]}]}, "position must lie in"),
+    ({**WALK, "joint_targets": [{**TARGET, "axes": "w"}]}, "joint_targets[0].axes must be a subset of 'xyz'"),
+    ({**WALK, "joint_targets": [{**TARGET, "axes": ""}]}, "joint_targets[0].axes must be a subset of 'xyz'"),
+    ({**WALK, "joint_targets": [{**TARGET, "axes": ["x"]}]}, "joint_targets[0].axes must be a string"),
+    ({**WALK, "joint_targets": [TARGET, TARGET]}, "same joint at the same frame"),
+    ({**WALK, "joint_targets": [{**TARGET, "joint": "pelvis", "axes": "x"}]}, "fixes x and z together"),
+    ({**WALK, "joint_targets": [{**TARGET, "frame": f} for f in range(MAX_PINS + 1)]},
+     f"{MAX_PINS + 1} joint targets; the most accepted is {MAX_PINS}"),
     ({"segments": [{"text": "walk", "seconds": 4}], "prompt": "run"}, "not both"),
     ([1, 2, 3], "must be a JSON object"),
 ]
@@ -174,6 +210,8 @@ BAD_RAW = [
     (b'{"prompt": "a person walks", "seconds": NaN}', "NaN"),
     (b'{"prompt": "a person walks", "seconds": Infinity}', "Infinity"),
     (b'{"prompt": "a person walks", "seconds": 1e999}', "finite"),
+    (b'{"prompt": "a person walks", "seconds": 3, "joint_targets": [{"joint": "head", "frame": 5, '
+     b'"position": [0, NaN, 0]}]}', "NaN"),
     (b'{"prompt": "a person walks", ', "not valid JSON"),
     (b"\xff\xfe\x00", "not UTF-8"),
     (b"[" * 100000 + b"]" * 100000, "nests too deeply"),
@@ -258,7 +296,8 @@ def test_nothing_written_outside_the_output_folder(server):
 # ---------------------------------------------------------------------------------------
 def test_generate_reads_a_session_file(tiny_trained, tmp_path):
     session = {"segments": [{"text": "a person walks forward", "seconds": 2}, {"text": "a person waves", "seconds": 2}],
-               "seed": 3, "samples": 2, "path": [[0, 0.0, 0.0], [79, 0.0, 1.5]], "format": "bvh"}
+               "seed": 3, "samples": 2, "path": [[0, 0.0, 0.0], [79, 0.0, 1.5]], "format": "bvh",
+               "joint_targets": [{"joint": "right_wrist", "frame": 60, "position": [0.0, 1.45, 0.0], "axes": "y"}]}
     (tmp_path / "session.json").write_text(json.dumps(session))
     proc = run_script("generate.py", "--session", tmp_path / "session.json", "--out", tmp_path / "s.npy",
                       "--format", "npy", "bvh", "--checkpoint_dir", tiny_trained["checkpoint_dir"])
@@ -268,6 +307,8 @@ def test_generate_reads_a_session_file(tiny_trained, tmp_path):
     assert first["segment_end"].tolist() == [40, 80] and first["motion"].shape == (80, 22, 3)
     assert not np.allclose(first["motion"], second["motion"]), "samples use seeds 3 and 4"
     assert np.abs(first["motion"][79, 0, [0, 2]] - [0.0, 1.5]).max() < 0.02, "the session's path is followed"
+    assert abs(first["motion"][60, 21, 1] - 1.45) < 0.02 and abs(second["motion"][60, 21, 1] - 1.45) < 0.02, \
+        "the session's joint target (the right wrist's height) is met in both samples"
     assert os.path.exists(tmp_path / "s_1.bvh")
     (tmp_path / "bad.json").write_text(json.dumps({**session, "samples": 0}))
     proc = run_script("generate.py", "--session", tmp_path / "bad.json", "--checkpoint_dir", tiny_trained["checkpoint_dir"])
@@ -314,10 +355,14 @@ def test_page_exports_bundle_gif_mp4(tmp_path):
 def test_request_round_trips_as_a_session():
     data = {"segments": [{"text": "a person walks forward", "seconds": 4.0}, {"text": "a person waves", "seconds": 2.5}],
             "seed": 3, "samples": 2, "pins": [{"frame": 10, "joints": [[0.0, 1.0, 0.0]] * 22}], "pin_space": "world",
-            "path": [[0, 0.0, 0.0], [129, 1.0, 2.0]], "cleanup": False, "format": "bvh",
-            "checkpoints": {"dir": "checkpoints", "sha256": {"vqvae": "ab"}}}
+            "path": [[0, 0.0, 0.0], [129, 1.0, 2.0]],
+            "joint_targets": [{"joint": "pelvis", "frame": 20, "position": [0.0, 0.8, 0.0], "axes": "y"},
+                              {"joint": "right_wrist", "frame": 60, "position": [0.3, 1.5, 0.4], "axes": "xyz"}],
+            "cleanup": False, "format": "bvh", "checkpoints": {"dir": "checkpoints", "sha256": {"vqvae": "ab"}}}
     request = parse_request(data)
     assert request.num_frames(20) == 130 and request.pins[0][0] == 10
+    pins = request.joint_pins()
+    assert list(pins.joints) == ["pelvis", "right_wrist"] and list(pins.frames) == [20, 60] and pins.axes == ["y", "xyz"]
     assert request.to_json() == data
     assert parse_request(request.to_json()) == request
     with pytest.raises(RequestError, match="drop 'length'"):
