@@ -1,10 +1,11 @@
 """The authoring page as a person uses it, in Debian's headless chromium driven by selenium:
 type a two-segment timeline, Generate, scrub, pin a pose, regenerate, download the BVH and read
-it back with import_bvh. A screenshot goes to results/app_browser.png (git-ignored), and the 3D
+it back with import_bvh, set a joint target from the shown pose. A screenshot goes to results/app_browser.png (git-ignored), and the 3D
 view must not be blank. With CI=true a missing browser fails the test instead of skipping it."""
 import io
 import json
 import os
+import re
 import shutil
 import time
 
@@ -205,11 +206,27 @@ def test_author_a_timeline_pin_regenerate_and_export(page, tmp_path):
         # the regenerated motion (another seed) differs, but holds the pinned pose at frame 50
         assert np.abs(distances(first[20]) - distances(second[20])).max() > 0.02
         assert np.abs(distances(first[50]) - distances(second[50])).max() < 0.01
+        add_a_joint_target(driver, second)
         draw_a_path_point(driver)
         second_click_while_busy(driver, page["port"] + 1)
         tabs_are_separate(driver, page["port"], session_path)
     finally:
         driver.quit()
+
+
+def add_a_joint_target(driver, motion: np.ndarray) -> None:
+    """At frame 0 (paused), 'Use current pose' fills the target with the right wrist's position
+    there (the exported motion's, (T, 22, 3)) and 'Add target at this frame' lists it; the next
+    Generate (second_click_while_busy) is asked to meet it."""
+    click(driver, "Play / Pause")
+    wait_for(lambda: "paused)" in page_text(driver), 10, "the pause", driver)
+    scrub_to(driver, 0)
+    wait_for(lambda: "frame 0 of 69, paused" in page_text(driver), 10, "frame 0", driver)
+    click(driver, "Use current pose")
+    target = lambda: np.array([float(field(driver, f"Target {c} (m)").get_attribute("value")) for c in "xyz"])
+    wait_for(lambda: np.abs(target()[[0, 2]] - motion[0, 21, [0, 2]]).max() < 0.01, 10, "the wrist's position", driver)
+    click(driver, "Add target at this frame")
+    wait_for(lambda: "right_wrist at frame 0: (" in page_text(driver), 10, "the listed target", driver)
 
 
 def draw_a_path_point(driver) -> None:
@@ -237,6 +254,8 @@ def second_click_while_busy(driver, api_port: int) -> None:
     click(driver, "Generate")
     wait_for(lambda: "Ready (generation 3): 3 sample(s) of 630 frames" in page_text(driver), 120,
              "the long motion", driver)
+    met = re.search(r"Joint targets met within ([0-9.]+) cm", page_text(driver))
+    assert met and float(met.group(1)) < 2.0, "the joint target went into the request and was met"
     time.sleep(1.0)
     assert "generation 4" not in page_text(driver)
     assert json.loads(call(api_port, "GET", "/health")[2])["completed"] == completed + 1
