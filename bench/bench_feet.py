@@ -210,7 +210,7 @@ def verdicts(report: dict) -> list[str]:
     return [f"  {'MET ' if ok else 'MISSED'}  {name}: {numbers}" for name, ok, numbers in lines]
 
 
-def main(argv=None) -> int:
+def make_cli_parser():
     parser = make_parser(__doc__.split("\n\n")[0], prog="bench_feet.py")
     parser.add_argument("--num_prompts", type=int, default=50, help="test-split motions for the text rows")
     parser.add_argument("--num_control", type=int, default=15, help="motions per control case")
@@ -218,6 +218,11 @@ def main(argv=None) -> int:
                         help="how the generated rows sample (interpolate: the GPT's keyframes, no diffusion)")
     parser.add_argument("--interpolation", default="cubic", choices=("linear", "cubic"),
                         help="the curve of --mode interpolate")
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = make_cli_parser()
     args = parser.parse_args(argv)
     cfg = config_from_args(args, parser)
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1))))
