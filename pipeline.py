@@ -246,6 +246,18 @@ def timed(timings: Optional[dict], name: str, device: torch.device):
 # The pipeline
 # ---------------------------------------------------------------------------------------
 @dataclass
+class Delivery:
+    """What the last steps of a single prompt's sample need (Composite.deliver): its root goals,
+    joint pins and start transform (heading half-angle, xz), and the raw joints, in the motion's
+    own frame, that the control errors are measured on."""
+    control: Optional[RootControl] = None
+    joint_pins: Optional[JointPins] = None
+    start: tuple = (0.0, np.zeros(2))
+    raw_joints: Optional[np.ndarray] = None  # (T, 22, 3) root integrated from the raw x0 (control.raw_root_features)
+    raw_pins: Optional[np.ndarray] = None  # (T, 22, 3) the network's own pose before the hooks (effectors)
+
+
+@dataclass
 class Composite:
     """The three models, the text encoder and the statistics that turn text into motion.
 
@@ -341,30 +353,25 @@ class Composite:
         trajectory = pelvis_trajectory(trajectory, joint_pins, lengths[0])  # a pelvis x/z pin is a root goal
         control = RootControl.build(lengths[0], pins, trajectory, fps=self.cfg.fps)
         targets = None if control is None else control.local()
-        start = (0.0, np.zeros(2)) if control is None else (control.start_heading, control.start_xz)
+        delivery = Delivery(control, joint_pins)
+        if control is not None:
+            delivery.start = (control.start_heading, control.start_xz)
         timings = {} if return_timings else None
         device = self.device
         with timed(timings, "text", device):
             text_emb = self.text_encoder.encode(prompts).to(device)  # (B, Dt)
         values, mask = self.keyframes(text_emb, lengths, options, pinned, timings)  # (B, T, 263) x2
-        hook = None
-        if targets is not None:  # the GPT's keyframes head for the goals, the in-betweener meets them
-            values[0] = steer_keyframes(values[0], mask[0], targets, self.mean, self.std)
-            hook = root_hook(targets, self.mean, self.std)
-        if joint_pins is not None:  # then the pinned joints head for their targets (effectors.py)
-            pin_hook = joint_pin_hook(joint_pins, self.mean, self.std, *start)
-            mask[0] = release_keyframes(mask[0], joint_pins, None if pinned is None else pinned[0])
-            hook = compose_hooks(hook, pin_hook)
+        hook = self.steering(values, mask, targets, delivery, pinned)
         prediction: dict = {}
         dense = self.inbetween(text_emb, values, mask, lengths, options, timings, prediction, hook)  # (B, T, 263)
         features = self.denormalise(dense)  # (B, T, 263)
-        raw_joints = raw_pins = None
         if joint_pins is not None:  # the network's own pose and root, before the hooks
             x0 = prediction.get("x0_prediction")
             raw_x0 = None if x0 is None else torch.where(mask[0] > 0.5, values[0], x0[0])
-            raw_pins = raw_pose_joints(features[0], raw_x0, self.mean, self.std, options.fit_bones)
+            delivery.raw_pins = raw_pose_joints(features[0], raw_x0, self.mean, self.std, options.fit_bones)
         if targets is not None:  # exact, also without diffusion
-            raw_joints = self.raw_joints(features[0], prediction.get("x0_prediction"), values[0], mask[0], options)
+            delivery.raw_joints = self.raw_joints(features[0], prediction.get("x0_prediction"), values[0], mask[0],
+                                                  options)
             features[0, :, :3] = torch.from_numpy(correct_root(features[0].cpu().numpy(), targets)[:, :3]).to(features)
         with timed(timings, "joints", device):
             joints = features_to_joints(features.float())  # (B, T, 22, 3)
@@ -377,24 +384,45 @@ class Composite:
             for row, motion in enumerate(motions):
                 motion.keyframe_model_error = self.keyframe_model_error(
                     prediction["x0_prediction"][row], values[row], mask[row])
-        if joint_pins is not None:  # the final IK, in world space, before the foot cleanup
+        self.deliver(motions, options, delivery)
+        return SampleResult(motions, timings or {})
+
+    def steering(self, values: torch.Tensor, mask: torch.Tensor, targets, delivery: Delivery, pinned):
+        """Row 0's x0 hook (None without goals): the GPT's keyframes values (B, T, 263) are first
+        steered towards the root goals `targets` (RootTargets) and the in-betweener's x0 corrected
+        onto them; then the pinned joints head for their targets (effectors.py), whose keyframe
+        poses are released in mask (B, T, 263). values and mask change in place."""
+        hook = None
+        if targets is not None:
+            values[0] = steer_keyframes(values[0], mask[0], targets, self.mean, self.std)
+            hook = root_hook(targets, self.mean, self.std)
+        if delivery.joint_pins is not None:
+            pin_hook = joint_pin_hook(delivery.joint_pins, self.mean, self.std, *delivery.start)
+            mask[0] = release_keyframes(mask[0], delivery.joint_pins, None if pinned is None else pinned[0])
+            hook = compose_hooks(hook, pin_hook)
+        return hook
+
+    def deliver(self, motions: list[MotionSample], options: SamplingOptions, delivery: Delivery) -> None:
+        """The last steps on the final joints, in this order: the joint pins' IK (world space), the
+        foot cleanup (every row; the root's x/z stay, so do the goals), the move of row 0 to its
+        start transform, and its control errors (raw, correction, delivered; effectors' too)."""
+        joint_pins, control, start = delivery.joint_pins, delivery.control, delivery.start
+        if joint_pins is not None:
             pre_ik = motions[0].joints
             world, reachable = reach_joint_pins(to_world(pre_ik, *start), joint_pins)
             motions[0].joints = from_world(world, *start).astype(pre_ik.dtype)
-        if options.cleanup_feet:  # planted feet held, legs re-solved (feet.py; the root's x/z stay, so do the goals)
+        if options.cleanup_feet:
             for motion in motions:
                 cleaned = clean_feet(motion.joints, motion.features[:, FOOT_SLICE], self.cfg.fps)
                 motion.joints, motion.contacts = cleaned.joints, cleaned.contacts
+        motion = motions[0]
         if control is not None:
-            motion = motions[0]
             motion.joints, motion.keyframes = control.place(motion.joints), control.place(motion.keyframes)
-            motion.control_errors = control_errors(motion.joints, control, control.place(raw_joints))
+            motion.control_errors = control_errors(motion.joints, control, control.place(delivery.raw_joints))
         if joint_pins is not None:
-            motion = motions[0]
             report = joint_pin_report(motion.joints, joint_pins, reachable,  # joints: world space by now
-                                      to_world(raw_pins, *start), to_world(pre_ik, *start))
+                                      to_world(delivery.raw_pins, *start), to_world(pre_ik, *start))
             motion.control_errors = {**(motion.control_errors or {}), **report}
-        return SampleResult(motions, timings or {})
 
     def raw_joints(self, features: torch.Tensor, x0_prediction: Optional[torch.Tensor], values: torch.Tensor,
                    mask: torch.Tensor, options: SamplingOptions) -> np.ndarray:
