@@ -30,7 +30,7 @@ import torch
 from scipy.interpolate import CubicSpline
 from scipy.ndimage import gaussian_filter1d
 
-from utils import NUM_JOINTS, facing_rotation
+from utils import NUM_JOINTS, facing_rotation, features_to_joints, fit_bone_lengths
 
 FACING_MIN_SPEED = 0.3  # m/s: slower path stretches (or body motion) set no facing
 FACING_SMOOTH_FRAMES = 5.0  # sigma of the smoothing of path-facing heading corrections
@@ -386,19 +386,25 @@ def control_errors(joints, control: Optional[RootControl], raw_joints=None) -> d
     return out
 
 
-def raw_root_features(features: torch.Tensor, raw_x0: Optional[torch.Tensor], mean: np.ndarray,
-                      std: np.ndarray) -> torch.Tensor:
-    """Features (T, 263) of the raw motion that control_errors measures: `features` (T, 263)
-    with the root channels 0:3 taken from raw_x0 (T, 263, normalised), the in-betweener's last
-    x0 prediction with the keyframes imputed as the sampler imputes them (the GPT's keyframes,
-    steered towards the goals, kept) but before the root hook; raw_x0 None (no diffusion): the
-    features as passed, taken before the final root correction."""
+ROOT_CHANNELS = 3  # features 0:3, the root velocities: what the root hook rewrites
+POSE_CHANNELS = 67  # features 0:67, root and root-relative joint positions: what joint pins edit
+
+
+def raw_motion_joints(features: torch.Tensor, raw_x0: Optional[torch.Tensor], mean: np.ndarray, std: np.ndarray,
+                      fit_bones: bool, channels: int = ROOT_CHANNELS) -> np.ndarray:
+    """Joints (T, 22, 3), in the motion's own frame, of a raw motion: `features` (T, 263) with
+    channels [0, channels) taken from raw_x0 (T, 263, normalised), the in-betweener's last x0
+    prediction with the keyframes imputed as the sampler imputes them (the GPT's keyframes,
+    steered towards the goals, kept) but before the hooks; raw_x0 None (no diffusion): the
+    features as passed, taken before the final corrections. channels ROOT_CHANNELS: the raw root
+    that control_errors measures; POSE_CHANNELS: root and pose, what joint pins are measured on."""
     raw = features.clone()
     if raw_x0 is not None:
-        std3 = torch.as_tensor(np.asarray(std[:3]), dtype=raw.dtype, device=raw.device)
-        mean3 = torch.as_tensor(np.asarray(mean[:3]), dtype=raw.dtype, device=raw.device)
-        raw[:, :3] = raw_x0[:, :3].to(raw.dtype) * std3 + mean3
-    return raw
+        std_c = torch.as_tensor(np.asarray(std[:channels]), dtype=raw.dtype, device=raw.device)
+        mean_c = torch.as_tensor(np.asarray(mean[:channels]), dtype=raw.dtype, device=raw.device)
+        raw[:, :channels] = raw_x0[:, :channels].to(raw.dtype) * std_c + mean_c
+    joints = features_to_joints(raw.float())  # (T, 22, 3)
+    return (fit_bone_lengths(joints) if fit_bones else joints).cpu().numpy()
 
 
 def steer_keyframes(values: torch.Tensor, mask: torch.Tensor, targets: RootTargets, mean: np.ndarray,

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from control import check_trajectory, integrate_root, rotate_xz, to_world
-from utils import JOINT_NAMES, NUM_JOINTS, PARENTS, RIC_SLICE, features_to_joints, fit_bone_lengths, two_bone_ik
+from utils import JOINT_NAMES, NUM_JOINTS, PARENTS, RIC_SLICE, features_to_joints, two_bone_ik
 
 PIN_BLEND_FRAMES = 8  # frames on either side of a pin over which its change eases in and out (smoothstep)
 FABRIK_ITERATIONS = 30  # forward-and-backward passes of the chain solve
@@ -363,20 +363,6 @@ def release_keyframes(mask: torch.Tensor, pins: JointPins, keep: Optional[torch.
     mask = mask.clone()
     mask[torch.from_numpy(near).to(mask.device), POSE_CHANNELS] = 0.0
     return mask
-
-
-def raw_pose_joints(features: torch.Tensor, raw_x0: Optional[torch.Tensor], mean: np.ndarray, std: np.ndarray,
-                    fit_bones: bool) -> np.ndarray:
-    """Joints (T, 22, 3), own frame, of the raw motion joint pins are measured on: `features`
-    (T, 263) with channels 0:67 (root and pose) from raw_x0 (T, 263, normalised: the in-betweener's
-    last x0 prediction with the keyframes imputed, before the hooks), or the features as passed
-    (taken before the final root correction and IK) when raw_x0 is None."""
-    raw = features.clone()
-    if raw_x0 is not None:
-        raw[:, :67] = raw_x0[:, :67].to(raw.dtype) * torch.as_tensor(np.asarray(std[:67])).to(raw) \
-            + torch.as_tensor(np.asarray(mean[:67])).to(raw)
-    joints = features_to_joints(raw.float())
-    return (fit_bone_lengths(joints) if fit_bones else joints).cpu().numpy()
 
 
 # ---------------------------------------------------------------------------------------

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from config import CompositeConfig
-from control import (RootControl, control_errors, correct_root, from_world, raw_root_features, root_hook,
-                     steer_keyframes, to_world)
+from control import (POSE_CHANNELS, ROOT_CHANNELS, RootControl, control_errors, correct_root, from_world,
+                     raw_motion_joints, root_hook, steer_keyframes, to_world)
 from models.diffusion import GaussianDiffusion, InbetweenDenoiser, InbetweenSampling
 from models.keyframes import interpolate_keyframes
 from models.gpt import MotionGPT, TokenSampling
@@ -31,7 +31,7 @@ from models.vqvae import KeyframeVQVAE
 from runtime import CheckpointError, checkpoint_path, load_checkpoint, select_device, vqvae_identity
 from feet import clean_feet
 from effectors import (JointPins, check_joint_pins, compose_hooks, joint_pin_hook, joint_pin_report,
-                       pelvis_trajectory, raw_pose_joints, reach_joint_pins, release_keyframes)
+                       pelvis_trajectory, reach_joint_pins, release_keyframes)
 from utils import (FEATURE_DIM, FOOT_SLICE, NUM_JOINTS, RIC_SLICE, features_to_joints, fit_bone_lengths,
                    keyframe_indices, place_keyframes, pose_features)
 
@@ -253,7 +253,7 @@ class Delivery:
     control: Optional[RootControl] = None
     joint_pins: Optional[JointPins] = None
     start: tuple = (0.0, np.zeros(2))
-    raw_joints: Optional[np.ndarray] = None  # (T, 22, 3) root integrated from the raw x0 (control.raw_root_features)
+    raw_joints: Optional[np.ndarray] = None  # (T, 22, 3) root integrated from the raw x0 (control.raw_motion_joints)
     raw_pins: Optional[np.ndarray] = None  # (T, 22, 3) the network's own pose before the hooks (effectors)
 
 
@@ -365,13 +365,14 @@ class Composite:
         prediction: dict = {}
         dense = self.inbetween(text_emb, values, mask, lengths, options, timings, prediction, hook)  # (B, T, 263)
         features = self.denormalise(dense)  # (B, T, 263)
-        if joint_pins is not None:  # the network's own pose and root, before the hooks
+        if joint_pins is not None or targets is not None:  # the network's own motion, before the hooks
             x0 = prediction.get("x0_prediction")
-            raw_x0 = None if x0 is None else torch.where(mask[0] > 0.5, values[0], x0[0])
-            delivery.raw_pins = raw_pose_joints(features[0], raw_x0, self.mean, self.std, options.fit_bones)
+            raw_x0 = None if x0 is None else torch.where(mask[0] > 0.5, values[0], x0[0])  # (T, 263)
+            raw = lambda channels: raw_motion_joints(features[0], raw_x0, self.mean, self.std,  # noqa: E731
+                                                     options.fit_bones, channels)
+            delivery.raw_pins = None if joint_pins is None else raw(POSE_CHANNELS)
+            delivery.raw_joints = None if targets is None else raw(ROOT_CHANNELS)
         if targets is not None:  # exact, also without diffusion
-            delivery.raw_joints = self.raw_joints(features[0], prediction.get("x0_prediction"), values[0], mask[0],
-                                                  options)
             features[0, :, :3] = torch.from_numpy(correct_root(features[0].cpu().numpy(), targets)[:, :3]).to(features)
         with timed(timings, "joints", device):
             joints = features_to_joints(features.float())  # (B, T, 22, 3)
@@ -423,15 +424,6 @@ class Composite:
             report = joint_pin_report(motion.joints, joint_pins, reachable,  # joints: world space by now
                                       to_world(delivery.raw_pins, *start), to_world(pre_ik, *start))
             motion.control_errors = {**(motion.control_errors or {}), **report}
-
-    def raw_joints(self, features: torch.Tensor, x0_prediction: Optional[torch.Tensor], values: torch.Tensor,
-                   mask: torch.Tensor, options: SamplingOptions) -> np.ndarray:
-        """Joints (T, 22, 3), in the motion's own frame, of row 0's raw motion (see
-        control.raw_root_features): features (T, 263) before the final root correction,
-        x0_prediction (B, T, 263) the sampler's last prediction or None, keyframe values/mask (T, 263)."""
-        raw_x0 = None if x0_prediction is None else torch.where(mask > 0.5, values, x0_prediction[0])  # (T, 263)
-        joints = features_to_joints(raw_root_features(features, raw_x0, self.mean, self.std).float())  # (T, 22, 3)
-        return (fit_bone_lengths(joints) if options.fit_bones else joints).cpu().numpy()
 
     def keyframe_model_error(self, predicted: torch.Tensor, keyframe_values: torch.Tensor,
                              keyframe_mask: torch.Tensor) -> Optional[float]:

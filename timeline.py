@@ -39,14 +39,14 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from control import (RootControl, control_errors, correct_root, integrate_root, raw_root_features, root_hook,
-                     steer_keyframes, to_world)
+from control import (POSE_CHANNELS, ROOT_CHANNELS, RootControl, control_errors, correct_root, integrate_root,
+                     raw_motion_joints, root_hook, steer_keyframes, to_world)
 from models.keyframes import interpolate_keyframes
 from pipeline import (STAGE_SEED_OFFSETS, Composite, KeyframePins, MotionSample, SamplingOptions, apply_pins,
                       pinned_feature_values, timed)
 from feet import clean_feet
 from effectors import (JointPins, check_joint_pins, compose_hooks, joint_pin_hook, joint_pin_report,
-                       pelvis_trajectory, raw_pose_joints, reach_joint_pins, release_keyframes)
+                       pelvis_trajectory, reach_joint_pins, release_keyframes)
 from utils import FEATURE_DIM, FOOT_SLICE, features_to_joints, fit_bone_lengths, keyframe_indices, num_keyframes
 
 MAX_TIMELINE_SECONDS = 600.0  # longest timeline accepted (time and memory grow linearly)
@@ -267,7 +267,7 @@ def inbetween_windows(run: TimelineRun, values: torch.Tensor, mask: torch.Tensor
     """The dense normalised motion (T, 263) through keyframe values/mask (T, 263), in-betweened
     window by window (see the module doc); the raw motion (T, 263) joined the same way from each
     window's last x0 prediction with its keyframes imputed, before any root hook (what
-    control.raw_root_features reads); and the windows."""
+    control.raw_motion_joints reads); and the windows."""
     composite, segments, text_emb, options, control = (run.composite, run.segments, run.text_emb, run.options,
                                                        run.control)
     device, T = values.device, len(values)
@@ -364,12 +364,12 @@ def generate_timeline(composite: Composite, segments, options: Optional[Sampling
         dense, raw_x0, diffusion_windows = inbetween_windows(run, values, mask, window, overlap)
     features = composite.denormalise(dense)  # (T, 263)
     raw_joints = None
-    if joint_pins is not None:  # the network's own pose and root, before the hooks
-        raw_pins = to_world(raw_pose_joints(features, raw_x0, composite.mean, composite.std, options.fit_bones),
-                            *run.start())
+    raw = lambda channels: raw_motion_joints(features, raw_x0, composite.mean, composite.std,  # noqa: E731
+                                             options.fit_bones, channels)  # the network's own motion, before the hooks
+    if joint_pins is not None:
+        raw_pins = to_world(raw(POSE_CHANNELS), *run.start())
     if control is not None:
-        raw_joints = features_to_joints(raw_root_features(features, raw_x0, composite.mean, composite.std).float())
-        raw_joints = control.place((fit_bone_lengths(raw_joints) if options.fit_bones else raw_joints).cpu().numpy())
+        raw_joints = control.place(raw(ROOT_CHANNELS))
         features[:, :3] = torch.from_numpy(correct_root(features.cpu().numpy(), control.local())[:, :3]).to(features)
     with timed(run.timings, "joints", composite.device):
         joints = features_to_joints(features.float())  # (T, 22, 3)
