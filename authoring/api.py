@@ -23,12 +23,19 @@ REQUEST_TIMEOUT_S = 600  # longest wait for one generation before answering 503
 SOCKET_TIMEOUT_S = 30  # a client that sends nothing for this long is dropped
 
 
-def allowed_hosts(host: str, ports: Iterable[int]) -> set[str]:
-    """Host header values this server answers: the loopback names (and the bound host) with each port."""
-    names = {"127.0.0.1", "localhost", "[::1]"}
+def trusted_names(host: str) -> list[str]:
+    """The host names a request (Host) or a page (Origin) may use to reach a server bound to
+    `host`: the loopback names, and the bound host itself unless it is a wildcard address
+    (IPv6 in brackets, as in URLs)."""
+    names = ["127.0.0.1", "localhost", "[::1]"]
     if host not in ("0.0.0.0", "::", ""):
-        names.add(f"[{host}]" if ":" in host else host)
-    return {f"{name}:{port}" for name in names for port in ports}
+        names.append(f"[{host}]" if ":" in host else host)
+    return names
+
+
+def allowed_hosts(host: str, ports: Iterable[int]) -> set[str]:
+    """Host header values this server answers: the trusted names with each port."""
+    return {f"{name}:{port}" for name in trusted_names(host) for port in ports}
 
 
 class ApiHandler(BaseHTTPRequestHandler):

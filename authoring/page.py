@@ -21,6 +21,7 @@ import numpy as np
 import viser
 import websockets.asyncio.server
 
+from authoring.api import trusted_names
 from authoring.jobs import Job, MotionService, QueueFull, encode_motions, has_cleanup
 from authoring.scene import TabScene, floor_hit
 from authoring.session import (MAX_PINS, MAX_SAMPLES, MAX_SEGMENTS, JointTarget, MotionRequest, RequestError,
@@ -42,8 +43,7 @@ def websocket_origins(host: str):
     Origin is a loopback address (or host) or absent (non-browser clients): viser's own accepts
     any, so a web page the user visits could otherwise drive a tab. (viser starts its server
     before its constructor returns; it looks websockets' `serve` up when it calls it.)"""
-    names = ["127.0.0.1", "localhost", "[::1]"] + ([] if host in ("0.0.0.0", "::", "") else [host])
-    allowed = [None, re.compile(r"http://(%s):\d+" % "|".join(map(re.escape, names)))]
+    allowed = [None, re.compile(r"http://(%s):\d+" % "|".join(map(re.escape, trusted_names(host))))]
     original = websockets.asyncio.server.serve
 
     def serve(*args, **kwargs):
