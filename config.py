@@ -65,6 +65,7 @@ class CompositeConfig:
     vq_ema_decay: float = 0.99  # moving-average decay of the codebook's updates (EMA codebook)
     vq_commit_weight: float = 0.02  # weight of the commitment loss (encoder output to its code)
     vq_vel_loss_weight: float = 0.5  # weight of the keyframe-to-keyframe difference loss
+    vq_foot_weight: float = 1.0  # the feet's channels (ankle/toe positions, velocities, contacts) weigh this many times more
     vqvae_steps: int = 1200  # training steps of the VQ-VAE stage
 
     # ---- GPT (stage 1b: text -> keyframe tokens) --------------------------------------

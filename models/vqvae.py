@@ -14,13 +14,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from config import CompositeConfig
+from utils import FOOT_IDX_LEFT, FOOT_IDX_RIGHT, FOOT_SLICE, NUM_JOINTS, RIC_SLICE, VEL_SLICE
 
 
-def feature_group_weights(feature_dim: int) -> torch.Tensor:
+def feature_group_weights(feature_dim: int, foot_weight: float = 1.0) -> torch.Tensor:
     """Per-dimension reconstruction weights (feature_dim,) for the HumanML3D layout, mean 1.
 
     Root motion, joint positions and joint velocities decide what a motion looks like, so they
     weigh more than the 6D rotations (redundant with positions) and the foot contacts.
+    foot_weight multiplies the feet's dimensions (ankle and toe positions and velocities, the
+    four contact channels; 22-joint layout) before the mean is brought back to 1.
     """
     num_joints = (feature_dim + 1) // 12
     groups = [  # (width, weight) in feature order
@@ -31,6 +34,12 @@ def feature_group_weights(feature_dim: int) -> torch.Tensor:
         (4, 0.5),                     # foot contacts
     ]
     weights = torch.cat([torch.full((width,), weight) for width, weight in groups])  # (D,)
+    if foot_weight != 1.0 and num_joints == NUM_JOINTS:
+        feet = FOOT_IDX_LEFT + FOOT_IDX_RIGHT
+        dims = [RIC_SLICE.start + 3 * (j - 1) + k for j in feet for k in range(3)]
+        dims += [VEL_SLICE.start + 3 * j + k for j in feet for k in range(3)]
+        dims += list(range(FOOT_SLICE.start, FOOT_SLICE.stop))
+        weights[dims] *= foot_weight
     return weights / weights.mean()
 
 
@@ -192,7 +201,8 @@ class KeyframeVQVAE(nn.Module):
         self.encoder = ConvStack(cfg.feature_dim, cfg.vq_width, cfg.vq_code_dim, cfg.vq_depth)
         self.decoder = ConvStack(cfg.vq_code_dim, cfg.vq_width, cfg.feature_dim, cfg.vq_depth)
         self.quantizer = EMACodebook(cfg.vq_codebook_size, cfg.vq_code_dim, cfg.vq_ema_decay)
-        self.register_buffer("loss_weights", feature_group_weights(cfg.feature_dim), persistent=False)
+        self.register_buffer("loss_weights", feature_group_weights(cfg.feature_dim, cfg.vq_foot_weight),
+                             persistent=False)
 
     # ------------------------------------------------------------------------------------
     def _check(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

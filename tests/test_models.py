@@ -627,3 +627,18 @@ def test_each_stage_trains_and_the_chain_samples_under_bf16_autocast(cfg):
     assert sample.shape == (2, 24, D) and torch.isfinite(samples["bf16"]).all()
     assert samples["float32"].norm() > 0
     assert float((samples["bf16"] - samples["float32"]).norm() / samples["float32"].norm()) < 0.05
+
+
+def test_vq_foot_weight_multiplies_the_feet_channels_only():
+    from models.vqvae import feature_group_weights
+    from utils import FOOT_SLICE, RIC_SLICE, VEL_SLICE
+    plain, feet = feature_group_weights(263), feature_group_weights(263, foot_weight=4.0)
+    assert torch.isclose(plain.mean(), torch.tensor(1.0)) and torch.isclose(feet.mean(), torch.tensor(1.0))
+    ratio = feet / plain  # (263,): 4c on the feet's channels, c elsewhere
+    left_toe = [RIC_SLICE.start + 3 * 9 + k for k in range(3)] + [VEL_SLICE.start + 3 * 10 + k for k in range(3)]
+    knee = [RIC_SLICE.start + 3 * 3 + k for k in range(3)]  # joint 4 (left knee): untouched
+    base = ratio[knee[0]]
+    assert torch.allclose(ratio[knee], base) and base < 1.0
+    assert torch.allclose(ratio[left_toe], 4 * base)
+    assert torch.allclose(ratio[FOOT_SLICE], 4 * base)
+    assert int((ratio > 2 * base).sum()) == 4 * 3 * 2 + 4  # 4 joints x (position, velocity) x 3, 4 contacts
