@@ -95,7 +95,7 @@ class CompositeConfig:
     diff_vel_loss_weight: float = 1.0  # weight of the MSE of x0's frame-to-frame differences (velocity)
     diff_acc_loss_weight: float = 1.0  # weight of the MSE of x0's second frame differences (acceleration)
     diff_joint_vel_loss_weight: float = 1.0  # weight of the joints' frame-to-frame displacement MSE (cm^2)
-    diff_foot_loss_weight: float = 1.0  # weight of the planted feet's displacement error (cm^2; a foot-contact loss)
+    diff_foot_loss_weight: float = 10.0  # weight of the planted feet's displacement error (cm^2; a foot-contact loss)
     diff_ema_decay: float = 0.995  # moving average of the denoiser's weights used for sampling (0: off)
     diff_patch_conv: int = 5  # frames of a depthwise conv blending the output across patch borders (0: off)
     diff_patch_conv_sigma: float = 1.0  # its initial kernel: a Gaussian of this many frames (0: identity)

@@ -54,6 +54,8 @@ def make_cli_parser():
     parser.add_argument("--steps", type=int, default=20, help="timed steps per stage (after 3 warm-up steps)")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--text_dim", type=int, default=384, help="text embedding width (384 MiniLM, 512 CLIP)")
+    parser.add_argument("--cpu_bf16", action="store_true",
+                        help="on CPU, run the forward under bf16 autocast (a lever to measure; training does not)")
     return parser
 
 
@@ -78,6 +80,11 @@ def main(argv: list[str] | None = None) -> None:
     report = {"device": str(device), "threads": torch.get_num_threads(), "batch_size": cfg.batch_size,
               "dataset_root": cfg.dataset_root, "length_buckets": cfg.length_buckets,
               "real_frame_fraction": real / padded, "stages": {}}
+    cpu_bf16 = args.cpu_bf16 and device.type == "cpu"
+
+    def precision():
+        return torch.autocast("cpu", dtype=torch.bfloat16) if cpu_bf16 else autocast_context(cfg, device)
+    report["cpu_bf16"] = cpu_bf16
     for name, module, pick in stage_modules(cfg, text_dim, device, train_set.mean, train_set.std):
         optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=cfg.lr)
         module.train()
@@ -85,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
         for step in range(args.steps + 3):
             batch = batches[(step - 3) % len(batches)]
             start = time.perf_counter()
-            with autocast_context(cfg, device):
+            with precision():
                 loss = module(*pick(batch))["loss"]
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
