@@ -23,7 +23,9 @@ from .lexicon import caption_tokens
 from .motion import generate_motion
 
 DONE_FILE = "DONE"
-FORMAT_VERSION = 2  # 2: gaits calibrated to human speeds (synthetic/speeds.py); older sets are rebuilt
+# 2: gaits calibrated to human speeds (synthetic/speeds.py); 3: forward walks are also captioned
+# without a step count (as runs were), so "a person walks forward" is a caption of the set
+FORMAT_VERSION = 3  # older sets are rebuilt
 _SETTINGS = ("format", "num_motions", "seed", "fps", "min_length", "max_length")  # what DONE must match
 _LAYOUT = {"new_joint_vecs", "new_joints", "texts", "train.txt", "val.txt", "test.txt", "Mean.npy",
            "Std.npy", "labels.json", DONE_FILE}

@@ -27,7 +27,8 @@ PHRASES = {
         walk {adv} forward {steps}
         take {adj_steps} forward
         walk straight ahead {adv} for {steps}
-        walk {steps} forward {adv}""",
+        walk {steps} forward {adv}
+        walk forward {adv}""",
     "walk_turning": """
         walk forward {adv} {steps} + turn {turn}
         walk {adv} {steps} in a curve to the {d}
