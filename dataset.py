@@ -179,6 +179,25 @@ def read_captions(text_path: str) -> list[tuple[str, list[str], float, float]]:
         return [parsed for parsed in map(_parse_caption_line, fh) if parsed is not None]
 
 
+def first_caption_motions(root: str, split: Split, min_length: int, max_length: int,
+                          limit: Optional[int] = None) -> list[dict]:
+    """The motions of a split in file order, each as dict(id, caption: its file's first caption,
+    features: (T, D) float32 cropped to max_length frames); shorter than min_length or without a
+    features file are left out; at most `limit`. What the benches sample one motion per caption of."""
+    items = []
+    for motion_id in read_split_ids(root, split):
+        path = os.path.join(root, "new_joint_vecs", motion_id + ".npy")
+        captions = read_captions(os.path.join(root, "texts", motion_id + ".txt")) if os.path.exists(path) else []
+        if not captions:
+            continue
+        features = np.load(path)[:max_length].astype(np.float32)
+        if len(features) >= min_length:
+            items.append(dict(id=motion_id, caption=captions[0][0], features=features))
+        if limit is not None and len(items) == limit:
+            break
+    return items
+
+
 def motion_clips(motion_id: str, features: np.ndarray, captions: list, min_length: int, fps: int
                  ) -> list[MotionClip]:
     """One motion's clips: one per caption naming a sub-clip (start/end seconds) that is long

@@ -43,6 +43,7 @@ import metrics  # noqa: E402
 from scipy.ndimage import gaussian_filter1d  # noqa: E402
 
 from config import CompositeConfig, config_from_args, make_parser  # noqa: E402
+from dataset import first_caption_motions  # noqa: E402
 from feet import clean_feet  # noqa: E402
 from pipeline import Composite, KeyframePins, SamplingOptions  # noqa: E402
 from runtime import CheckpointError  # noqa: E402
@@ -57,24 +58,9 @@ WALK_WORDS = ("walk", "run", "dash")
 # ---------------------------------------------------------------------------------------
 def test_items(cfg: CompositeConfig, limit: int) -> list[dict]:
     """Test-split motions: id, caption (each file's first), ground-truth joints (T, 22, 3), length."""
-    root = cfg.dataset_root
-    with open(os.path.join(root, "test.txt")) as fh:
-        ids = [line.strip() for line in fh if line.strip()]
-    items = []
-    for motion_id in ids:
-        path = os.path.join(root, "new_joint_vecs", motion_id + ".npy")
-        if not os.path.exists(path):
-            continue
-        features = np.load(path)[:cfg.max_generate_length]
-        if len(features) < cfg.min_motion_length:
-            continue
-        with open(os.path.join(root, "texts", motion_id + ".txt")) as fh:
-            caption = fh.readline().split("#")[0].strip()
-        items.append(dict(id=motion_id, caption=caption, joints=features_to_joints(features.astype(np.float64)),
-                          channels=features[:, FOOT_SLICE], length=len(features)))
-        if len(items) == limit:
-            break
-    return items
+    items = first_caption_motions(cfg.dataset_root, "test", cfg.min_motion_length, cfg.max_generate_length, limit)
+    return [dict(id=it["id"], caption=it["caption"], joints=features_to_joints(it["features"].astype(np.float64)),
+                 channels=it["features"][:, FOOT_SLICE], length=len(it["features"])) for it in items]
 
 
 def quality(joints_list: list[np.ndarray], fps: int) -> dict:

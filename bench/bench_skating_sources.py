@@ -33,7 +33,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import metrics  # noqa: E402
-from config import CompositeConfig, config_from_args, make_parser  # noqa: E402
+from config import config_from_args, make_parser  # noqa: E402
+from dataset import first_caption_motions  # noqa: E402
 from models.keyframes import interpolate_keyframes  # noqa: E402
 from pipeline import Composite, SamplingOptions  # noqa: E402
 from utils import RIC_SLICE, features_to_joints, fit_bone_lengths, keyframe_indices  # noqa: E402
@@ -46,27 +47,6 @@ def make_cli_parser():
     parser = make_parser(__doc__.split("\n\n")[0], prog="bench_skating_sources.py")
     parser.add_argument("--num_prompts", type=int, default=132, help="test-split motions (each file's first caption)")
     return parser
-
-
-def test_motions(cfg: CompositeConfig, limit: int) -> list[dict]:
-    """Test-split motions: caption (each file's first) and features (T, 263), T <= max_generate_length."""
-    root = cfg.dataset_root
-    with open(os.path.join(root, "test.txt")) as fh:
-        ids = [line.strip() for line in fh if line.strip()]
-    items = []
-    for motion_id in ids:
-        path = os.path.join(root, "new_joint_vecs", motion_id + ".npy")
-        if not os.path.exists(path):
-            continue
-        features = np.load(path)[:cfg.max_generate_length].astype(np.float32)
-        if len(features) < cfg.min_motion_length:
-            continue
-        with open(os.path.join(root, "texts", motion_id + ".txt")) as fh:
-            caption = fh.readline().split("#")[0].strip()
-        items.append(dict(caption=caption, features=features))
-        if len(items) == limit:
-            break
-    return items
 
 
 def joints_of(composite: Composite, normalised: torch.Tensor) -> np.ndarray:
@@ -123,9 +103,9 @@ def main(argv=None) -> int:
     parser = make_cli_parser()
     args = parser.parse_args(argv)
     cfg = config_from_args(args, parser)
-    torch.set_grad_enabled(False)
     composite = Composite.from_checkpoints(cfg)
-    items = test_motions(cfg, args.num_prompts)
+    items = first_caption_motions(cfg.dataset_root, "test", cfg.min_motion_length, cfg.max_generate_length,
+                                  args.num_prompts)
     start = time.perf_counter()
     collected = {row: ([], []) for row in ROWS}
     for i, item in enumerate(items):

@@ -12,6 +12,7 @@ sys.path.insert(0, os.path.join(ROOT, "bench"))
 
 import bench_model_speeds  # noqa: E402
 import bench_skating_sources  # noqa: E402
+from dataset import first_caption_motions  # noqa: E402
 from pipeline import Composite  # noqa: E402
 from synthetic.speeds import SpeedRange  # noqa: E402
 from utils import features_to_joints, fit_bone_lengths, keyframe_indices  # noqa: E402
@@ -29,7 +30,7 @@ def test_skating_sources_rows_keep_what_each_part_was_given(tiny_trained, tmp_pa
     from config import config_from_args
     cfg = config_from_args(args, parser)
     composite = Composite.from_checkpoints(cfg)
-    item = bench_skating_sources.test_motions(cfg, 1)[0]
+    item = first_caption_motions(cfg.dataset_root, "test", cfg.min_motion_length, cfg.max_generate_length, 1)[0]
     rows = bench_skating_sources.chain_rows(composite, item, seed=0)
     assert list(rows) == list(bench_skating_sources.ROWS)
     truth = fit_bone_lengths(features_to_joints(torch.from_numpy(item["features"]).double()[None]))[0].numpy()
