@@ -24,7 +24,6 @@ import json
 import os
 import sys
 import time
-from dataclasses import replace
 
 import numpy as np
 import torch
@@ -35,9 +34,10 @@ sys.path.insert(0, ROOT)
 import metrics  # noqa: E402
 from config import config_from_args, make_parser  # noqa: E402
 from dataset import first_caption_motions  # noqa: E402
+from evaluation.scoring import nan_mean  # noqa: E402
 from models.keyframes import interpolate_keyframes  # noqa: E402
 from pipeline import Composite, SamplingOptions  # noqa: E402
-from utils import RIC_SLICE, features_to_joints, fit_bone_lengths, keyframe_indices  # noqa: E402
+from utils import features_to_joints, fit_bone_lengths, keyframe_indices  # noqa: E402
 
 ROWS = ("ground truth", "real keyframes, cubic", "real keyframes -> VQ, cubic", "real keyframes -> in-betweener",
         "real keyframes -> VQ -> in-betweener", "GPT keyframes, cubic", "GPT keyframes -> in-betweener")
@@ -53,12 +53,6 @@ def joints_of(composite: Composite, normalised: torch.Tensor) -> np.ndarray:
     """(T, 22, 3) joints, bones fitted as the pipeline delivers them, of normalised features (T, 263)."""
     joints = features_to_joints(composite.denormalise(normalised).float()[None])
     return fit_bone_lengths(joints)[0].cpu().numpy()
-
-
-def keyframe_error_cm(composite: Composite, values: torch.Tensor, real: torch.Tensor, idx: torch.Tensor) -> float:
-    """Mean root-relative joint distance (cm) at the keyframe frames idx between two normalised (T, 263)."""
-    ric = lambda x: composite.denormalise(x[idx])[:, RIC_SLICE].reshape(len(idx), -1, 3)  # noqa: E731
-    return float(100 * (ric(values) - ric(real)).norm(dim=-1).mean())
 
 
 @torch.inference_mode()
@@ -79,24 +73,24 @@ def chain_rows(composite: Composite, item: dict, seed: int) -> dict[str, tuple[n
     text_emb = composite.text_encoder.encode([item["caption"]]).to(device)
     inbetween = lambda values: composite.inbetween(text_emb, values.clone(), mask, [T], options, None)[0]  # noqa: E731
     cubic = lambda values: interpolate_keyframes(values, mask, "cubic")[0]  # noqa: E731
-    gpt_kf, gpt_mask = composite.keyframes(text_emb, [T], options, None, None)  # (1, T, 263) x2
+    gpt_kf, _ = composite.keyframes(text_emb, [T], options, None, None)  # (1, T, 263), on the grid of mask
     nan = float("nan")
-    vq_err, gpt_err = keyframe_error_cm(composite, vq_kf[0], real, idx), keyframe_error_cm(composite, gpt_kf[0], real, idx)
+    # mean root-relative joint distance (cm) at the keyframe frames to the take's own keyframes
+    keyframe_err_cm = lambda values: 100 * composite.keyframe_model_error(values[0], real, mask[0])  # noqa: E731
+    vq_err, gpt_err = keyframe_err_cm(vq_kf), keyframe_err_cm(gpt_kf)
     return {"ground truth": (joints_of(composite, real), nan),
             "real keyframes, cubic": (joints_of(composite, cubic(real_kf)), nan),
             "real keyframes -> VQ, cubic": (joints_of(composite, cubic(vq_kf)), vq_err),
             "real keyframes -> in-betweener": (joints_of(composite, inbetween(real_kf)), nan),
             "real keyframes -> VQ -> in-betweener": (joints_of(composite, inbetween(vq_kf)), vq_err),
-            "GPT keyframes, cubic": (joints_of(composite, interpolate_keyframes(gpt_kf, gpt_mask, "cubic")[0]), gpt_err),
+            "GPT keyframes, cubic": (joints_of(composite, cubic(gpt_kf)), gpt_err),
             "GPT keyframes -> in-betweener": (joints_of(composite, inbetween(gpt_kf)), gpt_err)}
 
 
 def summarise(joints: list[np.ndarray], errors: list[float], fps: int) -> dict:
-    finite = lambda values: [v for v in values if np.isfinite(v)]  # noqa: E731
-    mean = lambda values: float(np.mean(finite(values))) if finite(values) else float("nan")  # noqa: E731
-    return dict(toe_skate_cm_s=mean([metrics.toe_skating_speed(j, fps) for j in joints]),
-                gmd_ratio=mean([metrics.foot_skating_ratio(j, fps) for j in joints]),
-                jerk=mean([metrics.jerk(j, fps) for j in joints]), keyframe_err_cm=mean(errors))
+    return dict(toe_skate_cm_s=nan_mean([metrics.toe_skating_speed(j, fps) for j in joints]),
+                gmd_ratio=nan_mean([metrics.foot_skating_ratio(j, fps) for j in joints]),
+                jerk=nan_mean([metrics.jerk(j, fps) for j in joints]), keyframe_err_cm=nan_mean(errors))
 
 
 def main(argv=None) -> int:
