@@ -104,6 +104,7 @@ class CompositeConfig:
     diff_exact_keyframes: bool = False  # the denoiser's residual is 0 at pinned entries (prediction = keyframes)
     diff_residual_envelope: bool = True  # the residual vanishes with zero slope at pinned entries (implies exact)
     diffusion_steps: int = 1200  # training steps of the diffusion stage
+    diff_length_buckets: int = 8  # as length_buckets, for the diffusion stage (steps ~1.85x faster on real takes)
     # bfloat16 runs its matmuls on the CPU's bf16 units (AMX) from a cached bf16 copy;
     # float32 reproduces training numerics exactly.
     diff_weight_dtype: Literal["float32", "bfloat16"] = "float32"  # weights the denoiser samples with
@@ -125,7 +126,7 @@ class CompositeConfig:
     # ---- optimisation and training ----------------------------------------------------
     batch_size: int = 64  # motions per step, over all processes
     # fewer padded frames per batch; every sample is still seen once an epoch
-    length_buckets: int = 0  # >0: each run of this many global batches is regrouped by motion length (0: random)
+    length_buckets: int = 0  # VQ-VAE and GPT stages: >0 regroups each run of this many global batches by motion length (0: random)
     lr: float = 5e-4  # peak learning rate (AdamW, cosine decay)
     weight_decay: float = 0.0  # AdamW weight decay
     warmup_steps: int = 100  # steps of linear learning-rate warm-up
@@ -183,7 +184,7 @@ class CompositeConfig:
         non_negative = ["vqvae_steps", "gpt_steps", "diffusion_steps", "evaluator_steps", "top_k",
                         "diff_vel_loss_weight", "diff_acc_loss_weight", "diff_patch_conv", "diff_patch_conv_sigma",
                         "diff_joint_vel_loss_weight", "diff_foot_loss_weight",
-                        "warmup_steps", "num_workers", "length_buckets", "vq_depth", "temperature", "lr", "gpt_decode_threads"]
+                        "warmup_steps", "num_workers", "length_buckets", "diff_length_buckets", "vq_depth", "temperature", "lr", "gpt_decode_threads"]
         for name in non_negative:
             if getattr(self, name) < 0:
                 raise ConfigError(f"config field '{name}' must be >= 0, got {getattr(self, name)}")
@@ -231,6 +232,10 @@ class CompositeConfig:
     def replace(self, **overrides) -> "CompositeConfig":
         """A copy with some fields changed (validated)."""
         return self.from_dict({**self.to_dict(), **overrides})
+
+    def length_buckets_of(self, stage: str) -> int:
+        """The length-bucket setting of training stage `stage` (vqvae, gpt, diffusion)."""
+        return self.diff_length_buckets if stage == "diffusion" else self.length_buckets
 
     def model_hash(self) -> str:
         """Short hash of the fields that shape the models and the data; equal for checkpoints

@@ -1,7 +1,7 @@
 """Training speed: samples per second of each stage (forward, backward, optimiser step) at the
 config's sizes on the config's data set (the embedded one by default), on CPU (all cores) or
-CUDA (also bf16). Batches come from the training loop's own stream (so `--length_buckets 8`
-is measured as training would see it); the time per step is the mean over distinct batches.
+CUDA (also bf16). Batches come from the training loop's own stream with each stage's length
+buckets (`--length_buckets` for the VQ-VAE and GPT, `--diff_length_buckets` for the diffusion); the time per step is the mean over distinct batches.
 
     python bench/bench_train.py [--steps 20] [--field value ...]
 
@@ -48,6 +48,18 @@ def stage_modules(cfg, text_dim: int, device, mean, std):
             ("diffusion", diff_step, lambda b: (b["motion"], b["lengths"], b["padding_mask"], b["text_emb"]))]
 
 
+def training_batches(train_set, cfg, length_buckets: int, count: int, text_dim: int, device) -> list[dict]:
+    """The first `count` batches the training loop's stream gives with `length_buckets`, on
+    `device`, with random unit text embeddings (B, text_dim)."""
+    stream = BatchStream(train_set, cfg.batch_size, DistInfo(), seed=0, length_buckets=length_buckets)
+    batches = []
+    for _ in range(count):
+        batch = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in stream.next().items()}
+        batch["text_emb"] = torch.nn.functional.normalize(torch.randn(len(batch["captions"]), text_dim), dim=-1).to(device)
+        batches.append(batch)
+    return batches
+
+
 def make_cli_parser():
     """bench_train.py's options, then every config field."""
     parser = make_parser(__doc__.split("\n\n")[0], prog="bench_train.py")
@@ -66,26 +78,26 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     device = select_device(cfg)
     train_set = MotionDataset(cfg, "train")
-    text_dim = args.text_dim
-    stream = BatchStream(train_set, cfg.batch_size, DistInfo(), seed=0, length_buckets=cfg.length_buckets)
-    batches = []
-    for _ in range(max(4, args.steps)):
-        batch = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in stream.next().items()}
-        batch["text_emb"] = torch.nn.functional.normalize(torch.randn(len(batch["captions"]), text_dim), dim=-1).to(device)
-        batches.append(batch)
-    real = sum(int(b["lengths"].sum()) for b in batches)
-    padded = sum(b["motion"].shape[0] * b["motion"].shape[1] for b in batches)
-    print(f"{len(batches)} batches of {cfg.dataset_root} (length_buckets {cfg.length_buckets}): "
-          f"{real / padded:.0%} of the padded frames are real")
+    stage_buckets = {name: cfg.length_buckets_of(name) for name in ("vqvae", "gpt", "diffusion")}
+    batches_of = {buckets: training_batches(train_set, cfg, buckets, max(4, args.steps), args.text_dim, device)
+                  for buckets in set(stage_buckets.values())}
     report = {"device": str(device), "threads": torch.get_num_threads(), "batch_size": cfg.batch_size,
-              "dataset_root": cfg.dataset_root, "length_buckets": cfg.length_buckets,
-              "real_frame_fraction": real / padded, "stages": {}}
+              "dataset_root": cfg.dataset_root, "length_buckets": stage_buckets, "real_frame_fraction": {},
+              "stages": {}}
+    for name, buckets in stage_buckets.items():
+        batches = batches_of[buckets]
+        real = sum(int(b["lengths"].sum()) for b in batches)
+        padded = sum(b["motion"].shape[0] * b["motion"].shape[1] for b in batches)
+        report["real_frame_fraction"][name] = real / padded
+        print(f"{name:9s}: {len(batches)} batches of {cfg.dataset_root} (length buckets {buckets}): "
+              f"{real / padded:.0%} of the padded frames are real")
     cpu_bf16 = args.cpu_bf16 and device.type == "cpu"
 
     def precision():
         return torch.autocast("cpu", dtype=torch.bfloat16) if cpu_bf16 else autocast_context(cfg, device)
     report["cpu_bf16"] = cpu_bf16
-    for name, module, pick in stage_modules(cfg, text_dim, device, train_set.mean, train_set.std):
+    for name, module, pick in stage_modules(cfg, args.text_dim, device, train_set.mean, train_set.std):
+        batches = batches_of[stage_buckets[name]]
         optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=cfg.lr)
         module.train()
         times = []

@@ -9,10 +9,14 @@ import torch
 
 
 def _pinned_neighbours(keyframe_mask: torch.Tensor):
-    """For every entry (b, t, d) of a mask (B, T, D): the frame index (B, T, D) long, the last
-    pinned frame <= t (-1: none) and the first pinned frame >= t (T: none)."""
-    B, T, D = keyframe_mask.shape
+    """For every entry (b, t, d) of a mask (B, T, D): the frame index, the last pinned frame
+    <= t (-1: none) and the first pinned frame >= t (T: none), long tensors (B, T, D), or
+    (B, T, 1) when every feature of every frame is pinned alike (the keyframe grid of training
+    and of plain sampling): the same values, broadcast, at 1/D of the scan's cost."""
     pinned = keyframe_mask > 0.5
+    if bool((pinned == pinned[..., :1]).all()):
+        pinned = pinned[..., :1]
+    B, T, D = pinned.shape
     frame = torch.arange(T, device=keyframe_mask.device)[None, :, None].expand(B, T, D)
     prev_idx = torch.where(pinned, frame, -1).cummax(dim=1).values
     next_idx = torch.where(pinned, frame, T).flip(1).cummin(dim=1).values.flip(1)
@@ -35,7 +39,11 @@ def interpolate_keyframes(keyframe_values: torch.Tensor, keyframe_mask: torch.Te
     frame, prev_idx, next_idx = _pinned_neighbours(keyframe_mask)  # last pinned <= t, first pinned >= t
     has_prev, has_next = prev_idx >= 0, next_idx < T
     p0, p1 = prev_idx.clamp(min=0), next_idx.clamp(max=T - 1)
-    prev_val, next_val = keyframe_values.gather(1, p0), keyframe_values.gather(1, p1)
+
+    def take(idx: torch.Tensor) -> torch.Tensor:  # values at frame idx (B, T, D or 1) per feature
+        return keyframe_values.gather(1, idx.expand_as(keyframe_values))
+
+    prev_val, next_val = take(p0), take(p1)
     dtype = keyframe_values.dtype
     span = (next_idx - prev_idx).clamp(min=1).to(dtype)
     weight = ((frame - prev_idx).to(dtype) / span).clamp(0.0, 1.0)
@@ -46,8 +54,7 @@ def interpolate_keyframes(keyframe_values: torch.Tensor, keyframe_mask: torch.Te
         before = prev_idx.gather(1, (p0 - 1).clamp(min=0))  # the pinned frame before p0 (if any)
         after = next_idx.gather(1, (p1 + 1).clamp(max=T - 1))  # the pinned frame after p1 (if any)
         has_before, has_after = (before >= 0) & (before < prev_idx), (after < T) & (after > next_idx)
-        before_val = keyframe_values.gather(1, before.clamp(min=0))
-        after_val = keyframe_values.gather(1, after.clamp(max=T - 1))
+        before_val, after_val = take(before.clamp(min=0)), take(after.clamp(max=T - 1))
         slope0 = torch.where(has_before, (next_val - before_val) / (next_idx - before).clamp(min=1).to(dtype), chord)
         slope1 = torch.where(has_after, (after_val - prev_val) / (after - prev_idx).clamp(min=1).to(dtype), chord)
         s, s2 = weight, weight * weight
@@ -73,4 +80,4 @@ def keyframe_envelope(keyframe_mask: torch.Tensor, ramp: int) -> torch.Tensor:
     distance = torch.where(has_prev, frame - prev_idx, next_idx - frame).float()
     outside = torch.sin(0.5 * math.pi * (distance / max(ramp, 1)).clamp(max=1.0)) ** 2
     envelope = torch.where(has_prev & has_next, between, torch.where(has_prev | has_next, outside, 1.0))
-    return envelope.to(keyframe_mask.dtype)
+    return envelope.to(keyframe_mask.dtype).expand_as(keyframe_mask)

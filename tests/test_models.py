@@ -253,6 +253,28 @@ def test_cubic_keyframe_interpolation():
         interpolate_keyframes(values, mask, "quadratic")
 
 
+def test_a_frame_grid_mask_gives_what_per_feature_masks_give():
+    """A mask that pins every feature of a frame alike (the keyframe grid) takes a per-frame
+    shortcut; adding one feature pinned elsewhere forces the per-feature path, and the shared
+    features must come out identical."""
+    torch.manual_seed(0)
+    values = torch.randn(3, 23, 6)
+    grid = torch.zeros(3, 23, 6)
+    grid[:, ::5] = 1.0
+    grid[1, 22] = 1.0  # a last frame off the grid
+    grid[2, :7] = 0.0  # nothing pinned before frame 10
+    odd = torch.zeros(3, 23, 1)
+    odd[:, 4] = 1.0
+    mixed_values, mixed_mask = torch.cat([values, torch.randn(3, 23, 1)], -1), torch.cat([grid, odd], -1)
+    for kind in ("linear", "cubic"):
+        fast = interpolate_keyframes(values, grid, kind)
+        assert fast.shape == values.shape
+        assert torch.equal(fast, interpolate_keyframes(mixed_values, mixed_mask, kind)[..., :6])
+    envelope = keyframe_envelope(grid, ramp=4)
+    assert envelope.shape == grid.shape
+    assert torch.equal(envelope, keyframe_envelope(mixed_mask, ramp=4)[..., :6])
+
+
 def test_denoiser_forward_backward_shapes(cfg):
     diffusion = make_diffusion(cfg)
     x0 = torch.randn(2, 15, D)  # odd T: padded up to the patch size inside

@@ -181,6 +181,31 @@ def test_the_diffusion_job_gives_its_joint_space_terms_the_training_statistics(d
     assert torch.isfinite(out["loss"]) and out["foot"] >= 0 and out["joint_vel"] > 0
 
 
+def test_the_diffusion_stage_batches_by_length_and_the_token_stages_do_not(data_root, tmp_path):
+    """Length buckets are a per-stage choice (bucketed VQ-VAE/GPT batches cost FID on the real
+    takes, the bucketed in-betweener did not): each job carries its own setting and the trainer's
+    batches are the ones a BatchStream with that setting gives."""
+    import train
+    from training.data import BatchStream
+    from training.stages import diffusion_job, stage_data, vqvae_job
+    cfg = CompositeConfig(dataset_root=str(data_root), dataset_kind="humanml3d", checkpoint_dir=str(tmp_path),
+                          batch_size=4, text_encoder="minilm", diff_n_layer=1, diff_n_embd=32, diff_n_head=2,
+                          diff_length_buckets=3, warmup_steps=0)
+    data, table = stage_data(cfg, train.DistInfo(), torch.device("cpu"))
+    assert vqvae_job(cfg, data, table, seed=0).length_buckets == 0
+    job = diffusion_job(cfg, data, table, seed=5)
+    assert job.length_buckets == 3
+    seen, diffusion_loss = [], job.loss_fn
+    job.loss_fn = lambda module, batch: seen.append(batch["sample_keys"]) or diffusion_loss(module, batch)
+    job.checkpoint, job.total_steps = None, 3
+    train.Trainer(cfg, train.DistInfo(), torch.device("cpu"), data).run(job)
+    seen = [keys for keys in seen if keys[0][0] == "train"]  # not the validation pass's batches
+    expected = BatchStream(data.train, cfg.batch_size, train.DistInfo(), seed=5, length_buckets=3)
+    unbucketed = BatchStream(data.train, cfg.batch_size, train.DistInfo(), seed=5)
+    assert seen == [expected.next()["sample_keys"] for _ in range(3)]
+    assert seen != [unbucketed.next()["sample_keys"] for _ in range(3)]
+
+
 class _RunsCode:
     def __reduce__(self):
         return (os.system, ("touch " + _RunsCode.marker,))

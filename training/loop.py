@@ -91,6 +91,7 @@ class StageJob:
     checkpoint: CheckpointPlan | None = None  # None: no checkpoints, no resume
     summary_fn: Callable[[], str] = lambda: ""  # appended to the closing log line
     ratio_terms: int = 0  # how many (weight, sum, count) terms loss_fn reports in "ratio_terms"
+    length_buckets: int = 0  # >0: each run of this many global batches is regrouped by motion length
 
 
 @dataclass
@@ -166,7 +167,7 @@ class Trainer:
         optimizer = torch.optim.AdamW(job.module.parameters(), lr=self.peak_lr(job),
                                       weight_decay=self.cfg.weight_decay, betas=(0.9, 0.99), fused=True)
         stream = BatchStream(self.data.train, self.cfg.batch_size, self.info, job.seed, self.cfg.num_workers,
-                             self.data.collate, self.cfg.length_buckets)
+                             self.data.collate, job.length_buckets)
         state = RunState(job, optimizer, stream, run_id=uuid.uuid4().hex[:12])
         seed_everything(rank_seed(job.seed, self.info.rank))
         saved = None

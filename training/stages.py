@@ -91,6 +91,7 @@ def vqvae_job(cfg: CompositeConfig, data: DataSpec, table: TextTable, seed: int)
         return f", codebook perplexity {usage['perplexity']:.1f} ({100 * usage['used_fraction']:.0f}% of codes used)"
 
     return StageJob("vqvae", vqvae, loss_fn, cfg.vqvae_steps, seed=seed,
+                    length_buckets=cfg.length_buckets_of("vqvae"),
                     checkpoint=stage_checkpoint(cfg, "vqvae", vqvae, data, table), summary_fn=summary)
 
 
@@ -140,7 +141,8 @@ def gpt_job(cfg: CompositeConfig, data: DataSpec, table: TextTable, seed: int, i
         return module(batch["motion"], batch["lengths"], batch["text_emb"], batch.get("generators"))
 
     plan = stage_checkpoint(cfg, "gpt", gpt, data, table, extra={"vqvae_run_id": vqvae_identity(saved)})
-    return StageJob("gpt", step_module, loss_fn, cfg.gpt_steps, seed=seed, checkpoint=plan)
+    return StageJob("gpt", step_module, loss_fn, cfg.gpt_steps, seed=seed, checkpoint=plan,
+                    length_buckets=cfg.length_buckets_of("gpt"))
 
 
 def training_keyframe_masks(lengths: torch.Tensor, num_frames: int, cfg: CompositeConfig,
@@ -187,6 +189,7 @@ def diffusion_job(cfg: CompositeConfig, data: DataSpec, table: TextTable, seed: 
                       batch.get("generators"))
 
     return StageJob("diffusion", step_module, loss_fn, cfg.diffusion_steps, seed=seed,
+                    length_buckets=cfg.length_buckets_of("diffusion"),
                     checkpoint=stage_checkpoint(cfg, "diffusion", denoiser, data, table),
                     ratio_terms=len(diffusion.ratio_term_names))
 
