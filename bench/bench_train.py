@@ -71,7 +71,7 @@ def make_cli_parser():
     return parser
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = make_cli_parser()
     args = parser.parse_args(argv)
     cfg = config_from_args(args, parser)
@@ -125,6 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     with open(path, "w") as fh:
         json.dump(report, fh, indent=2)
     print(f"device {device} ({torch.get_num_threads()} threads); wrote {path}")
+    return report
 
 
 if __name__ == "__main__":
