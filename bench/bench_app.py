@@ -34,6 +34,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 import torch  # noqa: E402
+from json_report import write_json_report  # noqa: E402
 
 from authoring.api import ApiServer  # noqa: E402
 from authoring.jobs import MotionService  # noqa: E402
@@ -172,10 +173,7 @@ def main(argv=None) -> int:
     report["memory"] = api_memory(api.server_address[1], args.requests)
     page.stop()
     api.shutdown()
-    os.makedirs(cfg.results_dir, exist_ok=True)
-    path = os.path.join(cfg.results_dir, "bench_app.json")
-    with open(path, "w") as fh:
-        json.dump(report, fh, indent=1)
+    path = write_json_report(report, os.path.join(cfg.results_dir, "bench_app.json"))
     print(f"weights: {source}; {report['threads']} threads, load average {report['load_average']:.1f}")
     for name, row in report["page"].items():
         print(f"Generate -> first frame drawn, {name}: median {row['median_s']:.3f} s "

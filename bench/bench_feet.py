@@ -27,7 +27,6 @@ Prints a table and writes results/bench_feet.json (cfg.results_dir). Without che
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -40,6 +39,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import metrics  # noqa: E402
+from json_report import write_json_report  # noqa: E402
 from scipy.ndimage import gaussian_filter1d  # noqa: E402
 
 from config import CompositeConfig, config_from_args, make_parser  # noqa: E402
@@ -249,10 +249,7 @@ def main(argv=None) -> int:
 
 
 def save(report: dict, cfg: CompositeConfig) -> int:
-    path = os.path.join(cfg.results_dir, "bench_feet.json")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as fh:
-        json.dump(report, fh, indent=2, default=float)
+    path = write_json_report(report, os.path.join(cfg.results_dir, "bench_feet.json"))
     print(f"wrote {path}")
     return 0
 

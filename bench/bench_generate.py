@@ -27,6 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from config import CONFIG_DEST, CompositeConfig, ConfigError, make_parser  # noqa: E402
+from json_report import write_json_report  # noqa: E402
 from costs import StageCosts  # noqa: E402
 from pipeline import STAGES, Composite  # noqa: E402
 from runtime import CheckpointError, select_device  # noqa: E402
@@ -307,7 +308,6 @@ def measure(composite: Composite, cfg: CompositeConfig, args: argparse.Namespace
 
 def save_report(report: dict, path: str, key: str) -> None:
     """Write report as entry `key` of the JSON file at path, keeping the other presets' entries."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
     saved = {}
     if os.path.exists(path):
         try:
@@ -318,8 +318,7 @@ def save_report(report: dict, path: str, key: str) -> None:
         if not isinstance(saved, dict) or "preset" in saved:  # a single-run file of an older version
             saved = {}
     saved[key] = report
-    with open(path, "w") as fh:
-        json.dump(saved, fh, indent=2)
+    write_json_report(saved, path)
 
 
 def print_report(report: dict, path: str) -> None:

@@ -11,7 +11,6 @@ reference runs' p10. Prints a table, writes results/bench_model_speeds.json (cfg
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 
@@ -20,6 +19,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from config import config_from_args, make_parser  # noqa: E402
+from json_report import write_json_report  # noqa: E402
 from pipeline import Composite, SamplingOptions  # noqa: E402
 from synthetic.speeds import SpeedRange, dataset_gaits, gait_measures  # noqa: E402
 
@@ -87,10 +87,7 @@ def main(argv=None) -> int:
         report["actions"][action] = dict(median=median, reference=ref.__dict__, verdict=verdict(action, median, ref))
         print(f"| **{action}, all prompts** | {median:.2f} | reference {ref.median:.2f} ({ref.p10:.2f}-{ref.p90:.2f}) "
               f"| {report['actions'][action]['verdict']} |")
-    os.makedirs(cfg.results_dir, exist_ok=True)
-    path = os.path.join(cfg.results_dir, "bench_model_speeds.json")
-    with open(path, "w") as fh:
-        json.dump(report, fh, indent=1)
+    path = write_json_report(report, os.path.join(cfg.results_dir, "bench_model_speeds.json"))
     print(f"wrote {path}")
     return 0
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import os
 import statistics
 import sys
@@ -37,6 +36,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from bench_generate import build_composite, preset_config, stage_costs  # noqa: E402
+from json_report import write_json_report  # noqa: E402
 from costs import StageCosts  # noqa: E402
 from pipeline import SamplingOptions  # noqa: E402
 
@@ -212,9 +212,7 @@ def build_report(times: dict, momask: MoMask, ours: dict, parts: dict, overrides
 
 
 def save_report(report: dict, path: str) -> None:
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path, "w") as fh:
-        json.dump(report, fh, indent=2)
+    write_json_report(report, path)
 
 
 def print_report(report: dict, path: str) -> None:

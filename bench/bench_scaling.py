@@ -28,6 +28,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from config import CompositeConfig, ConfigError, config_from_args, make_parser  # noqa: E402
+from json_report import write_json_report  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE_FIELDS = ("vq_codebook_size", "vq_code_dim", "vq_width", "vq_depth", "gpt_n_layer", "gpt_n_head", "gpt_n_embd",
@@ -134,13 +135,6 @@ def load_table(path: str) -> list[dict]:
         return json.load(fh)["runs"]
 
 
-def save_table(path: str, runs: list[dict]) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as fh:
-        json.dump({"runs": runs}, fh, indent=1)
-    os.replace(tmp, path)
-
-
 def markdown_table(runs: list[dict]) -> str:
     lines = ["| run | parameters in sampling | training min | FID | R@3 | content / style acc | toe skate cm/s "
              "| jerk | s / motion |", "|---|---|---|---|---|---|---|---|---|"]
@@ -226,8 +220,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         parser.exit(2, f"bench_scaling.py: error: {exc}\n")
     if not runs:
         parser.exit(2, f"bench_scaling.py: error: no runs recorded in {table_path}; train one with --size first\n")
-    os.makedirs(cfg.results_dir, exist_ok=True)
-    save_table(table_path, runs)
+    write_json_report({"runs": runs}, table_path)
     plot(runs, os.path.join(cfg.results_dir, "scaling.png"))
     print(markdown_table(runs))
     print(f"wrote {table_path} and {os.path.join(cfg.results_dir, 'scaling.png')}")

@@ -20,7 +20,6 @@ Raw joints (no foot cleanup). Prints a table, writes results/bench_skating_sourc
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -32,6 +31,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import metrics  # noqa: E402
+from json_report import write_json_report  # noqa: E402
 from config import config_from_args, make_parser  # noqa: E402
 from dataset import first_caption_motions  # noqa: E402
 from evaluation.scoring import nan_mean  # noqa: E402
@@ -114,10 +114,7 @@ def main(argv=None) -> int:
     for row, q in report["rows"].items():
         print(f"{row:40s} {q['toe_skate_cm_s']:9.1f} {q['toe_skate_cm_s'] / gt:6.2f} {q['gmd_ratio']:6.3f} "
               f"{q['jerk']:7.1f} {q['keyframe_err_cm']:10.2f}")
-    os.makedirs(cfg.results_dir, exist_ok=True)
-    path = os.path.join(cfg.results_dir, "bench_skating_sources.json")
-    with open(path, "w") as fh:
-        json.dump(report, fh, indent=1)
+    path = write_json_report(report, os.path.join(cfg.results_dir, "bench_skating_sources.json"))
     print(f"wrote {path} ({report['seconds']:.0f} s)")
     return 0
 

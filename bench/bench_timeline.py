@@ -43,6 +43,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from config import CompositeConfig, config_from_args, make_parser  # noqa: E402
+from json_report import write_json_report  # noqa: E402
 import metrics  # noqa: E402
 from control import to_world  # noqa: E402
 from pipeline import Composite, KeyframePins, SamplingOptions  # noqa: E402
@@ -283,9 +284,7 @@ def timing_report(lengths: str, argv=None) -> list[dict]:
 
 
 def save_report(report: dict, path: str) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as fh:
-        json.dump(report, fh, indent=2, default=float)
+    write_json_report(report, path)
     print(f"\nwrote {path}")
 
 

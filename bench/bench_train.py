@@ -9,7 +9,6 @@ Prints one line per stage and writes results/bench_train.json (cfg.results_dir).
 """
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import sys
@@ -20,6 +19,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from config import config_from_args, make_parser  # noqa: E402
+from json_report import write_json_report  # noqa: E402
 from dataset import MotionDataset  # noqa: E402
 from runtime import DistInfo, autocast_context, select_device  # noqa: E402
 from train import DiffusionTrainingStep, GPTTrainingStep  # noqa: E402
@@ -120,10 +120,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{name:9s}: {cfg.batch_size / seconds:8.1f} samples/s ({seconds * 1000:.0f} ms/step, "
               f"{report['stages'][name]['parameters'] / 1e6:.2f} M params) -> {steps_cfg} steps ~ "
               f"{steps_cfg * seconds / 60:.1f} min")
-    os.makedirs(cfg.results_dir, exist_ok=True)
-    path = os.path.join(cfg.results_dir, "bench_train.json")
-    with open(path, "w") as fh:
-        json.dump(report, fh, indent=2)
+    path = write_json_report(report, os.path.join(cfg.results_dir, "bench_train.json"))
     print(f"device {device} ({torch.get_num_threads()} threads); wrote {path}")
     return report
 

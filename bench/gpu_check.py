@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import copy
 import hashlib
-import json
 import math
 import os
 import statistics
@@ -56,6 +55,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from bench_generate import build_composite, preset_config  # noqa: E402
+from json_report import write_json_report  # noqa: E402
 from config import CompositeConfig  # noqa: E402
 from dataset import MotionDataset, batch_keyframes, collate_motions  # noqa: E402
 from pipeline import SamplingOptions  # noqa: E402
@@ -493,9 +493,7 @@ def main(argv=None) -> int:
             report["agreement"] = agreement(models, cfg, device)
     report["meta"]["seconds"] = time.perf_counter() - started
     report["failures"] = failures(report)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as fh:
-        json.dump(report, fh, indent=2)
+    write_json_report(report, args.out)
     print_report(report)
     print(f"wrote {args.out}")
     return 1 if report["failures"] else 0
