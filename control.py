@@ -30,7 +30,7 @@ import torch
 from scipy.interpolate import CubicSpline
 from scipy.ndimage import gaussian_filter1d
 
-from utils import NUM_JOINTS, facing_rotation, features_to_joints, fit_bone_lengths
+from utils import NUM_JOINTS, delivered_joints, facing_rotation
 
 FACING_MIN_SPEED = 0.3  # m/s: slower path stretches (or body motion) set no facing
 FACING_SMOOTH_FRAMES = 5.0  # sigma of the smoothing of path-facing heading corrections
@@ -403,8 +403,7 @@ def raw_motion_joints(features: torch.Tensor, raw_x0: Optional[torch.Tensor], me
         std_c = torch.as_tensor(np.asarray(std[:channels]), dtype=raw.dtype, device=raw.device)
         mean_c = torch.as_tensor(np.asarray(mean[:channels]), dtype=raw.dtype, device=raw.device)
         raw[:, :channels] = raw_x0[:, :channels].to(raw.dtype) * std_c + mean_c
-    joints = features_to_joints(raw.float())  # (T, 22, 3)
-    return (fit_bone_lengths(joints) if fit_bones else joints).cpu().numpy()
+    return delivered_joints(raw, fit_bones).cpu().numpy()  # (T, 22, 3)
 
 
 def steer_keyframes(values: torch.Tensor, mask: torch.Tensor, targets: RootTargets, mean: np.ndarray,

@@ -32,7 +32,7 @@ from runtime import CheckpointError, checkpoint_path, load_checkpoint, select_de
 from feet import clean_feet
 from effectors import (JointPins, check_joint_pins, compose_hooks, joint_pin_hook, joint_pin_report,
                        pelvis_trajectory, reach_joint_pins, release_keyframes)
-from utils import (FEATURE_DIM, FOOT_SLICE, NUM_JOINTS, RIC_SLICE, features_to_joints, fit_bone_lengths,
+from utils import (FEATURE_DIM, FOOT_SLICE, NUM_JOINTS, RIC_SLICE, delivered_joints, fit_bone_lengths,
                    keyframe_indices, place_keyframes, pose_features)
 
 Mode = Literal["composite", "interpolate", "diffusion_only"]
@@ -375,9 +375,7 @@ class Composite:
         if targets is not None:  # exact, also without diffusion
             features[0, :, :3] = torch.from_numpy(correct_root(features[0].cpu().numpy(), targets)[:, :3]).to(features)
         with timed(timings, "joints", device):
-            joints = features_to_joints(features.float())  # (B, T, 22, 3)
-            if options.fit_bones:
-                joints = fit_bone_lengths(joints)
+            joints = delivered_joints(features, options.fit_bones)  # (B, T, 22, 3)
         motions = [self.motion_sample(prompt, joints[row, :n], features[row, :n], values[row, :n], mask[row, :n],
                                       options.fit_bones)
                    for row, (prompt, n) in enumerate(zip(prompts, lengths))]

@@ -47,7 +47,7 @@ from pipeline import (STAGE_SEED_OFFSETS, Composite, KeyframePins, MotionSample,
 from feet import clean_feet
 from effectors import (JointPins, check_joint_pins, compose_hooks, joint_pin_hook, joint_pin_report,
                        pelvis_trajectory, reach_joint_pins, release_keyframes)
-from utils import FEATURE_DIM, FOOT_SLICE, features_to_joints, fit_bone_lengths, keyframe_indices, num_keyframes
+from utils import FEATURE_DIM, FOOT_SLICE, delivered_joints, keyframe_indices, num_keyframes
 
 MAX_TIMELINE_SECONDS = 600.0  # longest timeline accepted (time and memory grow linearly)
 CONTEXT_KEYFRAMES = 4  # keyframe tokens of what came before, pinned at the start of a GPT window
@@ -372,8 +372,7 @@ def generate_timeline(composite: Composite, segments, options: Optional[Sampling
         raw_joints = control.place(raw(ROOT_CHANNELS))
         features[:, :3] = torch.from_numpy(correct_root(features.cpu().numpy(), control.local())[:, :3]).to(features)
     with timed(run.timings, "joints", composite.device):
-        joints = features_to_joints(features.float())  # (T, 22, 3)
-        joints = fit_bone_lengths(joints) if options.fit_bones else joints
+        joints = delivered_joints(features, options.fit_bones)  # (T, 22, 3)
         keyframes, frames = composite.keyframe_poses(features, values, mask, options.fit_bones)
     joints, keyframes = joints.cpu().numpy(), keyframes.cpu().numpy()
     if control is not None:

@@ -426,6 +426,14 @@ def features_to_joints(features: Array) -> Array:
     return joints.numpy().astype(np.float32) if was_numpy else joints
 
 
+def delivered_joints(features: torch.Tensor, fit_bones: bool = True) -> torch.Tensor:
+    """The joints (..., T, 22, 3) a motion is delivered as, from unnormalised features
+    (..., T, 263): features_to_joints in float32, then each bone set to the skeleton's length
+    (fit_bone_lengths) unless fit_bones is False."""
+    joints = features_to_joints(features.float())
+    return fit_bone_lengths(joints) if fit_bones else joints
+
+
 def feature_mean_std(features_list: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Mean (263,) and std (263,) of a list of feature arrays (T, 263), HumanML3D-style:
     the std is averaged within each group (root channels separately, then positions, rotations,

@@ -37,7 +37,7 @@ from dataset import first_caption_motions  # noqa: E402
 from evaluation.scoring import nan_mean  # noqa: E402
 from models.keyframes import interpolate_keyframes  # noqa: E402
 from pipeline import Composite, SamplingOptions  # noqa: E402
-from utils import features_to_joints, fit_bone_lengths, keyframe_indices  # noqa: E402
+from utils import delivered_joints, keyframe_indices  # noqa: E402
 
 ROWS = ("ground truth", "real keyframes, cubic", "real keyframes -> VQ, cubic", "real keyframes -> in-betweener",
         "real keyframes -> VQ -> in-betweener", "GPT keyframes, cubic", "GPT keyframes -> in-betweener")
@@ -51,8 +51,7 @@ def make_cli_parser():
 
 def joints_of(composite: Composite, normalised: torch.Tensor) -> np.ndarray:
     """(T, 22, 3) joints, bones fitted as the pipeline delivers them, of normalised features (T, 263)."""
-    joints = features_to_joints(composite.denormalise(normalised).float()[None])
-    return fit_bone_lengths(joints)[0].cpu().numpy()
+    return delivered_joints(composite.denormalise(normalised)).cpu().numpy()
 
 
 @torch.inference_mode()

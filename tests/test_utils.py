@@ -89,6 +89,23 @@ def test_fit_bone_lengths_restores_the_skeleton_of_a_stretched_pose():
     assert isinstance(fitted_np, np.ndarray) and np.allclose(fitted_np, exact.numpy(), atol=1e-9)
 
 
+def test_delivered_joints_are_the_features_joints_on_the_skeletons_bones():
+    """A motion from an exact skeleton keeps its joints; one whose pose channels are disturbed
+    comes back with the skeleton's bone lengths (fit_bones) or as the features say (not)."""
+    local = _random_quats(24, 22, seed=7)
+    root = torch.randn(24, 3, generator=torch.Generator().manual_seed(8), dtype=torch.float64) * 0.1
+    root[:, 1] += 1.0
+    features = torch.from_numpy(utils.joints_to_features(utils.forward_kinematics(local, root).numpy()))  # (23, 263)
+    disturbed = features.clone()
+    disturbed[:, utils.RIC_SLICE] *= 1.1
+    raw = utils.delivered_joints(disturbed, fit_bones=False)
+    assert raw.dtype == torch.float32 and torch.equal(raw, utils.features_to_joints(disturbed.float()))
+    fitted = utils.delivered_joints(disturbed)
+    assert torch.allclose(fitted, utils.fit_bone_lengths(raw)) and not torch.allclose(fitted, raw, atol=1e-3)
+    exact = utils.features_to_joints(features.float())
+    assert torch.allclose(utils.delivered_joints(features), exact, atol=1e-4)
+
+
 def test_fit_bone_lengths_known_answer_and_degenerate_bone():
     joints = np.zeros((22, 3))  # every joint at the root: each bone takes its rest direction
     fitted = utils.fit_bone_lengths(joints, keep_limb_ends=False)
