@@ -463,6 +463,7 @@ def build_caption_embeddings(encoder, captions: list[str], cache_dir: str,
     new_captions = [c for c in dict.fromkeys(captions) if c not in caption_to_row]
     if not new_captions:
         return caption_to_row, text_emb
+    new_captions.sort(key=len)  # batches of similar lengths pad less (rows are looked up by caption)
 
     chunks, num_truncated = [], 0
     with tqdm(total=len(new_captions), unit="caption", desc=f"encoding captions ({encoder.name})") as bar:
