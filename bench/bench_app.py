@@ -34,7 +34,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 import torch  # noqa: E402
-from json_report import write_json_report  # noqa: E402
+from bench.json_report import write_json_report  # noqa: E402
 
 from authoring.api import ApiServer  # noqa: E402
 from authoring.jobs import MotionService  # noqa: E402

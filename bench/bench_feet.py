@@ -39,7 +39,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import metrics  # noqa: E402
-from json_report import write_json_report  # noqa: E402
+from bench.json_report import write_json_report  # noqa: E402
 from scipy.ndimage import gaussian_filter1d  # noqa: E402
 
 from config import CompositeConfig, config_from_args, make_parser  # noqa: E402

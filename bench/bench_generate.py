@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from config import CONFIG_DEST, CompositeConfig, ConfigError, make_parser  # noqa: E402
-from json_report import write_json_report  # noqa: E402
+from bench.json_report import write_json_report  # noqa: E402
 from costs import StageCosts  # noqa: E402
 from pipeline import STAGES, Composite  # noqa: E402
 from runtime import CheckpointError, select_device  # noqa: E402

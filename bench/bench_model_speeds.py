@@ -19,7 +19,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from config import config_from_args, make_parser  # noqa: E402
-from json_report import write_json_report  # noqa: E402
+from bench.json_report import write_json_report  # noqa: E402
 from pipeline import Composite, SamplingOptions  # noqa: E402
 from synthetic.speeds import SpeedRange, dataset_gaits, gait_measures  # noqa: E402
 

@@ -28,7 +28,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from config import CompositeConfig, ConfigError, config_from_args, make_parser  # noqa: E402
-from json_report import write_json_report  # noqa: E402
+from bench.json_report import write_json_report  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE_FIELDS = ("vq_codebook_size", "vq_code_dim", "vq_width", "vq_depth", "gpt_n_layer", "gpt_n_head", "gpt_n_embd",
@@ -58,7 +58,7 @@ def sampling_parameters(cfg: CompositeConfig, text_dim: int = 384) -> dict:
 def measured_step_seconds(cfg: CompositeConfig, steps: int = 3) -> dict:
     """Seconds per training step of each stage at cfg's sizes on its data (bench_train's timing,
     `steps` timed steps after warm-up), keyed by the stage's step field."""
-    import bench_train
+    from bench import bench_train
     report = bench_train.main(["--config", write_config(cfg, os.path.join(cfg.results_dir, "scaling_probe.json")),
                                "--steps", str(steps)])
     return {field: report["stages"][stage]["step_s"] for field, stage in zip(STEP_FIELDS, ("vqvae", "gpt", "diffusion"))}
@@ -175,7 +175,7 @@ def plot(runs: list[dict], path: str) -> None:
             acc.plot(xs, ys, marker, label=metric.replace("_", " "))
             label_points(acc, xs, ys, names)
         acc.set(xlabel=label, ylabel="accuracy on generated motions")
-        acc.legend(loc="lower right")
+        acc.legend(loc="best", fontsize=8)
         if row == 1:
             fid.set_xscale("log")
             acc.set_xscale("log")

@@ -31,7 +31,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import metrics  # noqa: E402
-from json_report import write_json_report  # noqa: E402
+from bench.json_report import write_json_report  # noqa: E402
 from config import config_from_args, make_parser  # noqa: E402
 from dataset import first_caption_motions  # noqa: E402
 from evaluation.scoring import nan_mean  # noqa: E402

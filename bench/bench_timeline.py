@@ -43,7 +43,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from config import CompositeConfig, config_from_args, make_parser  # noqa: E402
-from json_report import write_json_report  # noqa: E402
+from bench.json_report import write_json_report  # noqa: E402
 import metrics  # noqa: E402
 from control import to_world  # noqa: E402
 from pipeline import Composite, KeyframePins, SamplingOptions  # noqa: E402

@@ -19,7 +19,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from config import config_from_args, make_parser  # noqa: E402
-from json_report import write_json_report  # noqa: E402
+from bench.json_report import write_json_report  # noqa: E402
 from dataset import MotionDataset  # noqa: E402
 from runtime import DistInfo, autocast_context, select_device  # noqa: E402
 from train import DiffusionTrainingStep, GPTTrainingStep  # noqa: E402

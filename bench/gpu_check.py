@@ -55,7 +55,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from bench_generate import build_composite, preset_config  # noqa: E402
-from json_report import write_json_report  # noqa: E402
+from bench.json_report import write_json_report  # noqa: E402
 from config import CompositeConfig  # noqa: E402
 from dataset import MotionDataset, batch_keyframes, collate_motions  # noqa: E402
 from pipeline import SamplingOptions  # noqa: E402

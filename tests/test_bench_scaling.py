@@ -22,6 +22,16 @@ def test_the_budget_scales_every_stage_by_one_factor():
     assert bench_scaling.budget_config(cfg, 34.0, step_seconds).gpt_steps == 3000
 
 
+def test_the_step_times_come_from_timing_each_stage(tmp_path):
+    write_humanml3d_folder(str(tmp_path / "data"), num_motions=20, frames=(45, 80))
+    cfg = CompositeConfig(dataset_root=str(tmp_path / "data"), dataset_kind="humanml3d", results_dir=str(tmp_path),
+                          vq_width=32, vq_code_dim=16, vq_codebook_size=32, vq_depth=1, gpt_n_embd=32, gpt_n_layer=1,
+                          gpt_n_head=2, diff_n_embd=32, diff_n_layer=1, diff_n_head=2, batch_size=4)
+    seconds = bench_scaling.measured_step_seconds(cfg, steps=1)
+    assert set(seconds) == set(bench_scaling.STEP_FIELDS) and all(0 < s < 60 for s in seconds.values())
+    assert (tmp_path / "bench_train.json").exists() and (tmp_path / "scaling_probe.json").exists()
+
+
 def test_the_size_presets_grow_and_only_sizes_differ():
     params = {size: bench_scaling.sampling_parameters(CompositeConfig().replace(**sizes))["total"]
               for size, sizes in bench_scaling.SIZES.items()}
