@@ -161,6 +161,7 @@ def plot(runs: list[dict], path: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FormatStrFormatter, NullFormatter
     fig, axes = plt.subplots(2, 2, figsize=(10, 7.5))
     names = [run["name"] for run in runs]
     fids = [run["metrics"]["fid"]["mean"] for run in runs]
@@ -176,9 +177,12 @@ def plot(runs: list[dict], path: str) -> None:
             label_points(acc, xs, ys, names)
         acc.set(xlabel=label, ylabel="accuracy on generated motions")
         acc.legend(loc="best", fontsize=8)
-        if row == 1:
-            fid.set_xscale("log")
-            acc.set_xscale("log")
+        if row == 1:  # log axis, ticked at the runs' sizes
+            for axis in (fid, acc):
+                axis.set_xscale("log")
+                axis.set_xticks(sorted(set(xs)))
+                axis.xaxis.set_major_formatter(FormatStrFormatter("%.1f"))
+                axis.xaxis.set_minor_formatter(NullFormatter())
     fig.suptitle("Composite quality against training compute and size (test split)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
