@@ -30,6 +30,9 @@ from dataclasses import dataclass, field, fields
 from typing import Literal, Optional, Sequence
 
 
+STAGE_STEPS = {"vqvae": "vqvae_steps", "gpt": "gpt_steps", "diffusion": "diffusion_steps"}  # stage -> its steps field
+
+
 class ConfigError(ValueError):
     """A bad config key or value; the message is one line naming the key and the fix."""
 

@@ -27,7 +27,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from config import CompositeConfig, ConfigError, config_from_args, make_parser  # noqa: E402
+from config import STAGE_STEPS, CompositeConfig, ConfigError, config_from_args, make_parser  # noqa: E402
 from bench.json_report import write_json_report  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -37,7 +37,7 @@ SIZE_FIELDS = ("vq_codebook_size", "vq_code_dim", "vq_width", "vq_depth", "gpt_n
 SIZES = {"default": {name: getattr(CompositeConfig(), name) for name in SIZE_FIELDS},
          "medium": {name: getattr(CompositeConfig.medium(), name) for name in SIZE_FIELDS},
          "humanml3d": {name: getattr(CompositeConfig.humanml3d(), name) for name in SIZE_FIELDS}}
-STEP_FIELDS = ("vqvae_steps", "gpt_steps", "diffusion_steps")
+STEP_FIELDS = tuple(STAGE_STEPS.values())
 METRICS = ("fid", "r_precision_top3", "content_accuracy", "style_accuracy", "toe_skating_cm_s", "jerk")
 
 
@@ -61,7 +61,7 @@ def measured_step_seconds(cfg: CompositeConfig, steps: int = 3) -> dict:
     from bench import bench_train
     report = bench_train.main(["--config", write_config(cfg, os.path.join(cfg.results_dir, "scaling_probe.json")),
                                "--steps", str(steps)])
-    return {field: report["stages"][stage]["step_s"] for field, stage in zip(STEP_FIELDS, ("vqvae", "gpt", "diffusion"))}
+    return {STAGE_STEPS[stage]: timed["step_s"] for stage, timed in report["stages"].items()}
 
 
 def budget_config(cfg: CompositeConfig, budget_min: float, step_seconds: dict) -> CompositeConfig:

@@ -18,7 +18,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from config import config_from_args, make_parser  # noqa: E402
+from config import STAGE_STEPS, config_from_args, make_parser  # noqa: E402
 from bench.json_report import write_json_report  # noqa: E402
 from dataset import MotionDataset  # noqa: E402
 from runtime import DistInfo, autocast_context, select_device  # noqa: E402
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     device = select_device(cfg)
     train_set = MotionDataset(cfg, "train")
-    stage_buckets = {name: cfg.length_buckets_of(name) for name in ("vqvae", "gpt", "diffusion")}
+    stage_buckets = {name: cfg.length_buckets_of(name) for name in STAGE_STEPS}
     batches_of = {buckets: training_batches(train_set, cfg, buckets, max(4, args.steps), args.text_dim, device)
                   for buckets in set(stage_buckets.values())}
     report = {"device": str(device), "threads": torch.get_num_threads(), "batch_size": cfg.batch_size,
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> dict:
         seconds = statistics.mean(times)
         report["stages"][name] = {"step_s": seconds, "samples_per_s": cfg.batch_size / seconds,
                                   "parameters": sum(p.numel() for p in module.parameters() if p.requires_grad)}
-        steps_cfg = {"vqvae": cfg.vqvae_steps, "gpt": cfg.gpt_steps, "diffusion": cfg.diffusion_steps}[name]
+        steps_cfg = getattr(cfg, STAGE_STEPS[name])
         print(f"{name:9s}: {cfg.batch_size / seconds:8.1f} samples/s ({seconds * 1000:.0f} ms/step, "
               f"{report['stages'][name]['parameters'] / 1e6:.2f} M params) -> {steps_cfg} steps ~ "
               f"{steps_cfg * seconds / 60:.1f} min")
