@@ -78,10 +78,18 @@ def click(driver, text: str) -> None:
     """Click the button labelled text, then pause as a person does: viser's client keeps only the
     latest of GUI messages sent within 50 ms of each other, so a click at once followed by another
     input would be lost."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
-    buttons = [el for el in driver.find_elements(By.TAG_NAME, "button") if el.text.strip() == text]
-    assert buttons, f"no button {text!r}"
-    buttons[0].click()
+    for attempt in range(5):  # the page may re-render between finding a button and using it
+        try:
+            buttons = [el for el in driver.find_elements(By.TAG_NAME, "button") if el.text.strip() == text]
+            assert buttons, f"no button {text!r}"
+            buttons[0].click()
+            break
+        except StaleElementReferenceException:
+            if attempt == 4:
+                raise
+            time.sleep(0.1)
     time.sleep(0.2)
 
 
