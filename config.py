@@ -153,6 +153,7 @@ class CompositeConfig:
     eval_num_samples: int = 256  # test motions per run (Guo et al.: the whole test split)
     eval_mm_repeats: int = 5  # samples per prompt for MultiModality (Guo et al.: 30)
     eval_diversity_pairs: int = 300  # motion pairs for Diversity (Guo et al.: 300)
+    evaluator_file: str = ""  # the in-house evaluator checkpoint; "": <checkpoint_dir>/evaluator.pt
     t2m_evaluator_path: str = ""  # the field's text-motion matching checkpoint, when present
     glove_path: str = ""  # GloVe folder that the field's evaluator uses
     evaluator_hidden: int = 128  # conv/GRU width of the in-house matching evaluator and action classifier

@@ -5,6 +5,8 @@ and against its own parts.
     python evaluate.py                                 # the metric tables on the test split -> results/
     python evaluate.py --dataset_root dataset/bandai --dataset_kind humanml3d   # on real motion
     python evaluate.py --rows composite guidance --guidance_sweep 1,2,3       # tune the CFG scale
+    python evaluate.py --cross_data --dataset_root dataset/bandai --dataset_kind humanml3d --evaluator_file E.pt
+                                                       # a model trained on other data (or a mix), on real motion
 
 The metrics come from a text-motion matching evaluator in the style of Guo et al. 2022 trained
 here on the training split's ground truth (its text side is independent of the generator's text
@@ -62,6 +64,10 @@ def make_cli_parser():
                         help=f"row groups to evaluate, of {', '.join(ROW_CHOICES)} (ddim: the composite at each "
                              "of --eval_ddim_steps; pinned: with the test motions' own poses pinned in world "
                              f"space; default: {' '.join(DEFAULT_ROWS)})")
+    parser.add_argument("--cross_data", action="store_true",
+                        help="score checkpoints trained on other data (another data set, or a mix such as "
+                             "dataset/synthetic,dataset/bandai) on this data set's test split, with its evaluator "
+                             "(--evaluator_file names one trained elsewhere)")
     parser.add_argument("--guidance_sweep", default="", metavar="G1,G2,...",
                         help="also evaluate the composite at these diffusion guidance scales")
     parser.add_argument("--eta_sweep", default="", metavar="E1,E2,...",
@@ -78,7 +84,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         if args.train_evaluator:
             train_evaluator(cfg)
             return 0
-        results = evaluate(cfg, row_plan(args))
+        results = evaluate(cfg, row_plan(args), cross_data=args.cross_data)
         paths = write_results(results, cfg.results_dir)
     except (ValueError, DataError, CheckpointError, ConfigError) as exc:
         print(f"evaluate.py: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)

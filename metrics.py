@@ -31,6 +31,7 @@ ROOT_CONTEXT_STEPS = 4  # the root's velocity at a step: the median over this ma
 SEAM_PERCENTILE = 100.0  # ground truth's displacement limit per speed bin and joint: its largest
 MIN_BIN_STEPS = 50  # a speed bin with fewer ground-truth steps borrows the limits of the nearest fuller bin
 SEAM_REACH = 2  # steps either side of a seam whose displacements are checked
+MOVING_SPEED = 0.3  # m/s: a motion whose root averages at least this pace is going somewhere (walks, runs)
 TRANSITION_REACH = 15  # jerk entries either side of a seam in FlowMDM's transition curve (1.5 s at 20 fps)
 
 
@@ -355,6 +356,83 @@ def keyframe_adherence(motion, keyframes, keyframe_idx) -> float:
     if idx.min() < 0 or idx.max() >= len(motion):
         raise ValueError(f"keyframe_idx must lie in [0, {len(motion) - 1}], got {idx.min()}..{idx.max()}")
     return float(np.linalg.norm(motion[idx] - keyframes, axis=-1).mean())
+
+
+# ---------------------------------------------------------------------------------------
+# Speed: does a motion move as fast as real motion, and do styles order speed as real ones do?
+# ---------------------------------------------------------------------------------------
+def root_speed(joints, fps: int = 20) -> float:
+    """Mean horizontal speed (m/s) of the root joint over a motion: the mean length of its
+    x-z steps times fps. joints (T >= 2, 22, 3)."""
+    joints = _check_joints(joints, 2, "root_speed")
+    return float(np.linalg.norm(np.diff(joints[:, 0, [0, 2]], axis=0), axis=-1).mean() * fps)
+
+
+def moving_speed_ratio(speeds, real_speeds, moving_speed: float = MOVING_SPEED) -> float:
+    """Mean root speed of the motions whose real counterpart moves (real speed >= moving_speed,
+    m/s) over the mean real speed of those: 1 moves as fast as the real takes, 0.5 at half their
+    pace. speeds, real_speeds (N,) m/s, pairwise (a motion and the real take of its caption).
+    NaN when no real take moves."""
+    speeds, real_speeds = np.asarray(speeds, np.float64), np.asarray(real_speeds, np.float64)
+    if speeds.shape != real_speeds.shape:
+        raise ValueError(f"speeds {speeds.shape} and real_speeds {real_speeds.shape} must pair up")
+    moving = real_speeds >= moving_speed
+    if not moving.any():
+        return float("nan")
+    return float(speeds[moving].mean() / real_speeds[moving].mean())
+
+
+def ranks(values) -> np.ndarray:
+    """1-based ranks of values (N,), ties sharing their mean rank."""
+    values = np.asarray(values, np.float64)
+    order = np.argsort(values, kind="stable")
+    ranked = np.empty(len(values))
+    ranked[order] = np.arange(1, len(values) + 1)
+    for value in np.unique(values):
+        tied = values == value
+        ranked[tied] = ranked[tied].mean()
+    return ranked
+
+
+def rank_correlation(a, b) -> float:
+    """Spearman's rank correlation of two paired sequences (N,): Pearson's correlation of their
+    ranks, in [-1, 1]. NaN with fewer than 2 pairs or when one side is constant."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"rank_correlation needs two (N,) sequences of one length, got {a.shape} and {b.shape}")
+    if len(a) < 2:
+        return float("nan")
+    ra, rb = ranks(a) - (len(a) + 1) / 2, ranks(b) - (len(b) + 1) / 2
+    scale = np.sqrt((ra ** 2).sum() * (rb ** 2).sum())
+    return float((ra * rb).sum() / scale) if scale > 0 else float("nan")
+
+
+def style_speed_agreement(speeds, contents, styles, reference: dict, min_styles: int = 3,
+                          moving_speed: float = MOVING_SPEED) -> float:
+    """Do the motions order their styles by speed within a content as the reference takes do?
+
+    speeds (N,) root speeds (m/s); contents, styles (N,) each motion's labels; reference
+    {(content, style): mean real speed}. For each content whose reference styles move on average
+    (mean >= moving_speed) and that has at least min_styles styles both here and in the
+    reference: Spearman's correlation between the mean speed per style here and the reference's.
+    Returns the mean over those contents (1: the same order, 0: unrelated, -1: reversed); NaN
+    when no content qualifies."""
+    if not len(speeds) == len(contents) == len(styles):
+        raise ValueError("speeds, contents and styles must have one entry per motion")
+    groups: dict = {}
+    for speed, content, style in zip(speeds, contents, styles):
+        groups.setdefault(content, {}).setdefault(style, []).append(float(speed))
+    correlations = []
+    for content, by_style in groups.items():
+        known = {s: np.mean(v) for s, v in by_style.items() if (content, s) in reference}
+        ref_all = [v for (c, _), v in reference.items() if c == content]
+        if len(known) < min_styles or np.mean(ref_all) < moving_speed:
+            continue
+        names = sorted(known)
+        value = rank_correlation([known[s] for s in names], [reference[(content, s)] for s in names])
+        if not np.isnan(value):
+            correlations.append(value)
+    return float(np.mean(correlations)) if correlations else float("nan")
 
 
 # ---------------------------------------------------------------------------------------

@@ -29,7 +29,8 @@ IGNORE = -100  # cross-entropy target of a motion without a label in a field
 
 
 def evaluator_path(cfg: CompositeConfig) -> str:
-    return checkpoint_path(cfg, "evaluator")
+    """cfg.evaluator_file, or evaluator.pt beside the generator's checkpoints."""
+    return cfg.evaluator_file or checkpoint_path(cfg, "evaluator")
 
 
 # ---------------------------------------------------------------------------------------

@@ -19,7 +19,8 @@ from evaluation.evaluators import Evaluators, evaluator_path, load_evaluators, t
 from evaluation.items import EvalError, EvalItem, LabelSet, draw_items, example_items, load_labels
 from evaluation.official import load_official
 from evaluation.rows import Generated, RowPlan, RowSpec, generate, generate_pinned, row_features, row_specs
-from evaluation.scoring import MM_PAIRS, Protocol, RowSample, Scorers, score_row
+from evaluation.scoring import (MM_PAIRS, SPEED_LABELS, Protocol, RowSample, Scorers, score_row,
+                                style_speed_reference)
 from pipeline import Composite, SamplingOptions, require_checkpoints
 from runtime import select_device, stats_hash
 from utils import features_to_joints, keyframe_indices
@@ -28,13 +29,15 @@ NUM_EXAMPLES = 4  # motions in the filmstrip picture
 WARM_UP_PROMPT = "a person walks forward"
 
 
-def load_generator(cfg: CompositeConfig, root: str, device: torch.device) -> Composite:
-    """The trained composite, checked to be trained on this data set, warmed up for fair timings."""
+def load_generator(cfg: CompositeConfig, root: str, device: torch.device, cross_data: bool = False) -> Composite:
+    """The trained composite, checked to be trained on this data set (unless cross_data: a model
+    trained on other data, or on a mix, scored on this one), warmed up for fair timings."""
     composite = Composite.from_checkpoints(cfg, device)
     data_mean, data_std = load_mean_std(root)
-    if stats_hash(composite.mean, composite.std) != stats_hash(data_mean, data_std):
+    if not cross_data and stats_hash(composite.mean, composite.std) != stats_hash(data_mean, data_std):
         raise EvalError(f"the checkpoints in {cfg.checkpoint_dir} were trained on another data set than {root} "
-                        "(pass the matching --dataset_root or --checkpoint_dir)")
+                        "(pass the matching --dataset_root or --checkpoint_dir, or --cross_data to score them "
+                        "on this data set anyway)")
     composite.sample(WARM_UP_PROMPT, min(40, cfg.max_generate_length), SamplingOptions(seed=0))
     return composite
 
@@ -169,9 +172,11 @@ def by_construction(cfg: CompositeConfig, composite) -> dict:
             "prediction_meets_keyframes": composite is not None and composite.denoiser.meets_keyframes}
 
 
-def evaluate(cfg: CompositeConfig, plan: RowPlan = RowPlan()) -> dict:
+def evaluate(cfg: CompositeConfig, plan: RowPlan = RowPlan(), cross_data: bool = False) -> dict:
     """Run the protocol on the test split; returns the results dict (rows with mean and ci95 of
-    every metric, the protocol sizes, the evaluator's own scores, the filmstrip picture's path)."""
+    every metric, the protocol sizes, the evaluator's own scores, the filmstrip picture's path).
+    cross_data: the checkpoints may come from training on other data (another set, or a mix that
+    holds this one); the motions are still scored with this data set's evaluator."""
     rows = row_specs(cfg, plan)
     if not rows:
         raise EvalError("--rows selected no rows")
@@ -180,7 +185,7 @@ def evaluate(cfg: CompositeConfig, plan: RowPlan = RowPlan()) -> dict:
         require_checkpoints(cfg)  # before building or reading any data
     device = select_device(cfg)
     root = ensure_dataset(cfg)
-    composite = load_generator(cfg, root, device) if generative else None
+    composite = load_generator(cfg, root, device, cross_data) if generative else None
     labels = load_labels(root)
     evaluators = ready_evaluators(cfg, root, labels, device)
     clips = load_clips(root, "test", cfg)
@@ -188,9 +193,12 @@ def evaluate(cfg: CompositeConfig, plan: RowPlan = RowPlan()) -> dict:
     if num_samples < 2:
         raise EvalError(f"the test split of {root} has {len(clips)} usable motion(s); evaluation needs at least 2")
     reference = draw_items(clips, cfg, None, labels)
+    has_speed_labels = all(name in labels.names for name in SPEED_LABELS)
+    speed_reference = style_speed_reference(load_clips(root, "train", cfg), labels, cfg.fps) if has_speed_labels else {}
     scorers = Scorers(evaluators, evaluators.motion_embeddings([it.features for it in reference]),
                       load_official(cfg, reference, device),
-                      Protocol(cfg.fps, cfg.eval_diversity_pairs, cfg.eval_mm_repeats))
+                      Protocol(cfg.fps, cfg.eval_diversity_pairs, cfg.eval_mm_repeats),
+                      speed_reference=speed_reference, label_names=labels.names)
     run = EvalRun(cfg, rows, composite, scorers, clips, labels, num_samples)
     print(f"evaluating {len(rows)} rows x {cfg.eval_repeats} repeats on {num_samples} of {len(clips)} test "
           f"motions from {root} (device {device})", flush=True)
@@ -204,7 +212,7 @@ def evaluate(cfg: CompositeConfig, plan: RowPlan = RowPlan()) -> dict:
                "mm_pairs": min(MM_PAIRS, cfg.eval_mm_repeats), "keyframe_interval": run.interval,
                "labels": labels.names,
                "evaluator": {"path": evaluator_path(cfg), **evaluators.info},
-               "official_t2m": scorers.official is not None, "rows": run.summary_rows(), "config": cfg.to_dict(),
+               "cross_data": cross_data, "official_t2m": scorers.official is not None, "rows": run.summary_rows(), "config": cfg.to_dict(),
                "by_construction": by_construction(cfg, composite)}
     os.makedirs(cfg.results_dir, exist_ok=True)
     results["filmstrips"] = run.examples(os.path.join(cfg.results_dir, f"eval_{timestamp}_filmstrips.png"))

@@ -28,6 +28,7 @@ QUALITY_COLUMNS = [
     ("bone_length_error_m", "Bone err cm ↓", 100.0, 2),
     ("keyframe_model_error_m", "KF model err cm ↓", 100.0, 2),
 ]
+SPEED_COLUMNS = [("moving_speed_ratio", "Speed ratio →1", 1.0, 2), ("style_speed_rank", "Style speed ρ →GT", 1.0, 2)]
 OFFICIAL_COLUMNS = [("t2m_fid", "FID ↓", 1.0, 3), ("t2m_r_precision_top1", "R@1 ↑", 1.0, 3),
                     ("t2m_r_precision_top2", "R@2 ↑", 1.0, 3), ("t2m_r_precision_top3", "R@3 ↑", 1.0, 3),
                     ("t2m_mm_dist", "MM-Dist ↓", 1.0, 3)]
@@ -64,6 +65,11 @@ DEFINITIONS = [
     "still, legs re-solved by IK), a post-process on the joints. The evaluator reads features, so the cleaned rows "
     "are read through utils.joints_to_features of their joints, and so is the 'round trip, not cleaned' row of "
     "the raw composite: FID between those two rows is what the cleanup changes, not what the conversion does.",
+    "Speed ratio: the mean horizontal root speed of the motions whose real take (the test motion of the same "
+    "caption) moves at 0.3 m/s or more, over those takes' mean speed (0.5: half their pace). Style speed ρ: "
+    "within each content whose takes move and that has 3 or more styles in the row, Spearman's rank correlation "
+    "between the row's mean speed per style and the train split's takes' (are tired runs slower than active "
+    "ones, as in the real takes?), averaged over those contents; only for data sets with content and style labels.",
     "<label> acc: accuracy of a classifier of that label field, trained on the train split's ground truth.",
 ]
 GUO_PROTOCOL = {"repeats": 20, "diversity_pairs": 300, "mm_prompts": 100, "mm_repeats": 30}
@@ -192,10 +198,11 @@ def evaluator_notes(results: dict) -> list[str]:
 def format_report(results: dict) -> str:
     """The Markdown report: header, the two metric tables, the official table when present, notes."""
     lines = [f"# Evaluation {results['timestamp']}", "",
-             f"Data: {results['dataset_root']} test split. Checkpoints: {results['checkpoint_dir']}. "
+             f"Data: {results['dataset_root']} test split. Checkpoints: {results['checkpoint_dir']}"
+             f"{' (trained on other data: --cross_data)' if results.get('cross_data') else ''}. "
              f"Device: {results['device']}. Every cell: mean ± 95% CI over the runs.", "",
              protocol_note(results), "", "Text-motion metrics:", "",
-             table(results, TEXT_COLUMNS + label_columns(results), with_time=True), "",
+             table(results, TEXT_COLUMNS + label_columns(results) + SPEED_COLUMNS, with_time=True), "",
              "Motion quality:", "", table(results, quality_columns(results)), ""]
     if results["official_t2m"]:
         lines += ["Official T2M evaluator (HumanML3D protocol):", "", table(results, OFFICIAL_COLUMNS), ""]

@@ -3,15 +3,17 @@
 label classifier's accuracy. Every value is a float, NaN where a metric does not apply."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
 
 import metrics
 from evaluation.evaluators import R_PRECISION_BATCH, Evaluators
-from evaluation.items import EvalItem
+from dataset import MotionClip
+from evaluation.items import EvalItem, LabelSet
 from evaluation.official import OfficialEvaluator
+from utils import features_to_joints
 
 MM_PAIRS = 10  # Guo et al.'s multimodality_times: sample pairs per prompt
 
@@ -31,6 +33,9 @@ class Scorers:
     reference: np.ndarray  # (N_test, D) in-house embeddings of the whole test split's ground truth, for FID
     official: Optional[OfficialEvaluator]
     protocol: Protocol
+    # {(content, style): mean root speed (m/s)} of the train split's takes; {} without both labels
+    speed_reference: dict = field(default_factory=dict)
+    label_names: dict = field(default_factory=dict)  # {label field: class names}
 
 
 @dataclass
@@ -85,6 +90,39 @@ def control_quality(errors: list[dict]) -> dict[str, float]:
             "pin_root_correction_max_m": mean("correction_max"), "pin_root_delivered_m": mean("pin_root_error_mean")}
 
 
+SPEED_LABELS = ("content", "style")  # the label fields whose speed order style_speed_rank compares
+
+
+def style_speed_reference(clips: list[MotionClip], labels: LabelSet, fps: int) -> dict[tuple[str, str], float]:
+    """{(content, style): mean root speed (m/s)} over the clips' real motions (the train split),
+    the order style_speed_rank compares against; {} for a data set without content and style labels."""
+    if not all(name in labels.names for name in SPEED_LABELS):
+        return {}
+    speeds: dict[tuple[str, str], list[float]] = {}
+    for clip in clips:
+        classes = labels.of(clip.motion_id)
+        if all(name in classes for name in SPEED_LABELS) and len(clip.features) >= 2:
+            key = tuple(labels.names[name][classes[name]] for name in SPEED_LABELS)
+            speeds.setdefault(key, []).append(metrics.root_speed(features_to_joints(clip.features), fps))
+    return {key: float(np.mean(values)) for key, values in speeds.items()}
+
+
+def speed_metrics(scorers: Scorers, sample: RowSample) -> dict[str, float]:
+    """moving_speed_ratio (the row's root speed over its real takes', where those move) and
+    style_speed_rank (metrics.style_speed_agreement with the train split's takes; NaN without
+    content and style labels)."""
+    fps = scorers.protocol.fps
+    speeds = [metrics.root_speed(j, fps) for j in sample.joints]
+    real = [metrics.root_speed(features_to_joints(it.features), fps) for it in sample.items]
+    result = {"moving_speed_ratio": metrics.moving_speed_ratio(speeds, real), "style_speed_rank": float("nan")}
+    if scorers.speed_reference:
+        named = [[scorers.label_names[f][it.labels[f]] if f in it.labels else None for f in SPEED_LABELS]
+                 for it in sample.items]
+        contents, styles = zip(*named)
+        result["style_speed_rank"] = metrics.style_speed_agreement(speeds, contents, styles, scorers.speed_reference)
+    return result
+
+
 def embedding_metrics(motion_emb: np.ndarray, text_emb: np.ndarray, reference: np.ndarray, prefix: str = "") -> dict:
     """FID against reference, R-precision top-1/2/3 and MM-Dist, keys prefixed by `prefix`."""
     r_prec = metrics.r_precision(text_emb, motion_emb, R_PRECISION_BATCH)
@@ -105,6 +143,7 @@ def score_row(scorers: Scorers, sample: RowSample, rng: np.random.Generator) -> 
         result["multimodality"] = metrics.multimodality(
             mm_emb.reshape(-1, protocol.mm_repeats, mm_emb.shape[-1]), MM_PAIRS, rng)
     result.update(motion_quality(sample, protocol.fps))
+    result.update(speed_metrics(scorers, sample))
     labels = [it.labels for it in sample.items]
     for name in evaluators.classifiers:
         result[f"{name}_accuracy"] = evaluators.accuracy(name, sample.features, labels)

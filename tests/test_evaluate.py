@@ -239,13 +239,14 @@ def test_evaluate_end_to_end_every_row_and_known_answers(tiny_trained, tmp_path,
                       "diffusion_only": {"keyframe_model_error_m"}}
     # the tiny model's toes may never come within 5 cm of the floor, or never be flagged planted, in
     # a repeat: then there is no toe speed to average (NaN, None in the table)
-    nothing_to_measure = {"toe_skating_cm_s", "flagged_toe_speed_cm_s"}
+    # and its labels here are arbitrary, so a content may lack 3 styles or real takes that move
+    nothing_to_measure = {"toe_skating_cm_s", "flagged_toe_speed_cm_s", "style_speed_rank"}
     for key, row in rows.items():
         for name, stat in row["metrics"].items():
             if (name in not_applicable.get(key, set()) or (name == "multimodality" and key.startswith("composite_"))
                     or (name == "pinned_pose_error_m" and not key.startswith("composite_pinned"))):
                 assert stat is None, (key, name)
-            elif name in nothing_to_measure and key != "ground_truth" and stat is None:
+            elif name in nothing_to_measure and (key != "ground_truth" or name == "style_speed_rank") and stat is None:
                 continue
             else:
                 assert stat is not None and np.isfinite([stat["mean"], stat["ci95"]]).all(), (key, name, stat)
@@ -305,6 +306,76 @@ def test_evaluate_end_to_end_every_row_and_known_answers(tiny_trained, tmp_path,
     assert quality["toe_skating_cm_s"] == pytest.approx(100.0) and quality["flagged_toe_speed_cm_s"] == pytest.approx(100.0)
     assert quality["keyframe_model_error_m"] == 0.01 and quality["bone_length_std_m"] < 1e-9
     assert np.isnan(quality["keyframe_accel_ratio"])  # no acceleration anywhere: no ratio
+
+
+def test_a_generator_trained_on_other_data_is_scored_only_with_cross_data(tiny_trained, tmp_path):
+    import shutil
+    from evaluation.evaluators import evaluator_path
+    from evaluation.protocol import load_generator
+    root = tmp_path / "other"
+    shutil.copytree(tiny_trained["data_root"], root)
+    np.save(root / "Mean.npy", np.load(root / "Mean.npy") + 0.1)  # other data: other statistics
+    cfg = CompositeConfig(dataset_root=str(root), dataset_kind="humanml3d", checkpoint_dir=tiny_trained["checkpoint_dir"],
+                          text_encoder="minilm", device="cpu", num_inbetween_steps=2)
+    with pytest.raises(EvalError, match="--cross_data"):
+        load_generator(cfg, str(root), torch.device("cpu"))
+    composite = load_generator(cfg, str(root), torch.device("cpu"), cross_data=True)
+    # it keeps the statistics it was trained with: its motions come out in metres all the same
+    assert not np.allclose(composite.mean, np.load(root / "Mean.npy"))
+    motion = composite.sample("a person walks", 40).motions[0]
+    assert np.isfinite(motion.features).all() and motion.features.shape == (40, 263)
+    assert evaluator_path(cfg) == os.path.join(tiny_trained["checkpoint_dir"], "evaluator.pt")
+    assert evaluator_path(cfg.replace(evaluator_file=str(tmp_path / "e.pt"))) == str(tmp_path / "e.pt")
+
+
+def moving_pose_features(speed: float, frames: int = 41) -> np.ndarray:
+    """(frames - 1, 263) features of a still pose whose root walks along +z at `speed` m/s."""
+    import utils
+    pose = random_motion_joints(2, seed=3)[0]
+    t = np.arange(frames)[:, None, None] / 20.0
+    return utils.joints_to_features(pose[None] + t * np.array([0.0, 0.0, speed])).astype(np.float32)
+
+
+def test_speed_metrics_compare_pace_and_style_order_with_the_real_takes():
+    from dataset import MotionClip
+    from evaluation.items import LabelSet
+    from evaluation.scoring import Protocol, Scorers, speed_metrics, style_speed_reference
+    from utils import features_to_joints
+    names = {"content": ["run", "walk"], "style": ["active", "normal", "tired"]}
+    train_speeds = {("run", "tired"): (1.4, 1.6), ("run", "normal"): (3.0,), ("run", "active"): (3.3,),
+                    ("walk", "tired"): (0.8,), ("walk", "normal"): (1.2,), ("walk", "active"): (1.5,)}
+    clips, index = [], {"content": {}, "style": {}}
+    for (content, style), speeds in train_speeds.items():
+        for i, speed in enumerate(speeds):
+            motion_id = f"{content}_{style}_{i}"
+            clips.append(MotionClip(motion_id, moving_pose_features(speed), ["a caption"]))
+            index["content"][motion_id] = names["content"].index(content)
+            index["style"][motion_id] = names["style"].index(style)
+    labels = LabelSet(names, index)
+    reference = style_speed_reference(clips, labels, 20)
+    assert reference[("run", "tired")] == pytest.approx(1.5, rel=1e-3)  # the mean of its two takes
+    assert reference[("walk", "active")] == pytest.approx(1.5, rel=1e-3)
+    assert style_speed_reference(clips, LabelSet({"action": ["x"]}, {"action": {}}), 20) == {}
+
+    # test takes at the train takes' speeds; the row runs in the real order at half pace and
+    # walks in the reversed order
+    test = [("run", "tired", 1.5, 0.75), ("run", "normal", 3.0, 1.5), ("run", "active", 3.3, 1.65),
+            ("walk", "tired", 0.8, 1.5), ("walk", "normal", 1.2, 1.2), ("walk", "active", 1.5, 0.8)]
+    items = [EvalItem(f"t{i}", moving_pose_features(real), "a caption", [],
+                      {"content": names["content"].index(c), "style": names["style"].index(s)})
+             for i, (c, s, real, _) in enumerate(test)]
+    joints = [features_to_joints(moving_pose_features(generated)) for *_, generated in test]
+    scorers = Scorers(None, None, None, Protocol(20, 300, 3), speed_reference=reference, label_names=names)
+    sample = RowSample(items, None, None, [it.features for it in items], joints, [], [])
+    result = speed_metrics(scorers, sample)
+    real_total, generated_total = sum(t[2] for t in test), sum(t[3] for t in test)
+    assert result["moving_speed_ratio"] == pytest.approx(generated_total / real_total, rel=1e-3)
+    assert result["style_speed_rank"] == pytest.approx(0.0)  # runs +1, walks -1
+    truth = RowSample(items, None, None, [it.features for it in items],
+                      [features_to_joints(it.features) for it in items], [], [])
+    assert speed_metrics(scorers, truth) == {"moving_speed_ratio": pytest.approx(1.0), "style_speed_rank": pytest.approx(1.0)}
+    no_labels = Scorers(None, None, None, Protocol(20, 300, 3))
+    assert np.isnan(speed_metrics(no_labels, sample)["style_speed_rank"])
 
 
 def fake_results(with_ablations=True):

@@ -286,3 +286,67 @@ def test_a_ten_centimetre_teleport_at_a_seam_fails_and_the_untouched_motion_pass
             own = metrics.transition_jerk(joints, [seam])[0, centre]
             assert metrics.transition_jerk(popped, [seam])[0, centre] >= 0.2 * 20 ** 3 - own
             assert scores.peak_jerk >= 0.2 * 20 ** 3 - own
+
+
+# ---------------------------------------------------------------------------------------
+# Speed: pace against real takes, and the order of styles within a content
+# ---------------------------------------------------------------------------------------
+def walking_root(speed: float, frames: int = 41, fps: int = 20) -> np.ndarray:
+    """(frames, 22, 3) a still pose whose root moves along x+z at `speed` m/s (and bobs in y)."""
+    t = np.arange(frames)[:, None] / fps
+    joints = np.zeros((frames, 22, 3))
+    direction = np.array([0.6, 0.0, 0.8])  # unit length in x-z
+    joints += (t * speed * direction)[:, None, :]
+    joints[:, :, 1] += 0.9 + 0.05 * np.sin(t * 10)  # vertical motion is not speed
+    return joints
+
+
+def test_root_speed_is_the_horizontal_pace_of_the_root():
+    assert metrics.root_speed(walking_root(1.3)) == pytest.approx(1.3)
+    assert metrics.root_speed(walking_root(0.0)) == pytest.approx(0.0)
+    assert metrics.root_speed(walking_root(2.0, fps=10), fps=10) == pytest.approx(2.0)
+
+
+def test_moving_speed_ratio_counts_only_motions_whose_real_take_moves():
+    # the standing take (0.05 m/s) is left out: (0.5 + 1.5) / (1.0 + 3.0)
+    assert metrics.moving_speed_ratio([0.5, 1.5, 9.0], [1.0, 3.0, 0.05]) == pytest.approx(0.5)
+    assert np.isnan(metrics.moving_speed_ratio([1.0], [0.1]))
+    with pytest.raises(ValueError, match="pair up"):
+        metrics.moving_speed_ratio([1.0, 2.0], [1.0])
+
+
+def test_rank_correlation_known_answers():
+    assert metrics.rank_correlation([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert metrics.rank_correlation([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    # monotone but not linear: ranks, not values
+    assert metrics.rank_correlation([1, 2, 3, 4], [1, 8, 27, 1000]) == pytest.approx(1.0)
+    # one swap among 4: 1 - 6 * 2 / (4 * 15) = 0.8
+    assert metrics.rank_correlation([1, 2, 3, 4], [2, 1, 3, 4]) == pytest.approx(0.8)
+    # ties share their mean rank: ranks (1.5, 1.5, 3) against (1, 2, 3) -> sqrt(3) / 2
+    assert metrics.rank_correlation([5, 5, 7], [1, 2, 3]) == pytest.approx(np.sqrt(3) / 2)
+    assert np.isnan(metrics.rank_correlation([1, 1, 1], [1, 2, 3]))
+    assert np.isnan(metrics.rank_correlation([1], [2]))
+    np.testing.assert_allclose(metrics.ranks([3.0, 1.0, 3.0, 2.0]), [3.5, 1.0, 3.5, 2.0])
+
+
+def test_style_speed_agreement_compares_style_order_within_moving_contents():
+    reference = {("run", "tired"): 1.5, ("run", "normal"): 3.0, ("run", "active"): 3.3,
+                 ("walk", "tired"): 0.8, ("walk", "normal"): 1.2, ("walk", "active"): 1.5,
+                 ("wave", "tired"): 0.01, ("wave", "normal"): 0.02, ("wave", "active"): 0.03}
+    styles = ["tired", "normal", "active"]
+    # runs in the real order, walks reversed, waves (a content that does not move) ignored
+    speeds = [2.0, 2.5, 2.9] + [1.4, 1.0, 0.7] + [0.9, 0.5, 0.1]
+    contents = ["run"] * 3 + ["walk"] * 3 + ["wave"] * 3
+    value = metrics.style_speed_agreement(speeds, contents, styles * 3, reference)
+    assert value == pytest.approx(0.0)  # (1 + -1) / 2
+    # the real order everywhere, from several motions per style (their mean counts)
+    speeds = [1.0, 3.0, 2.0, 2.6, 3.1] + [0.9, 1.1, 1.6]
+    contents = ["run"] * 5 + ["walk"] * 3
+    value = metrics.style_speed_agreement(speeds, contents, ["tired", "tired", "normal", "normal", "active"] + styles,
+                                          reference)
+    assert value == pytest.approx(1.0)
+    # too few styles in the row, or styles the reference does not know: no verdict
+    assert np.isnan(metrics.style_speed_agreement([1.0, 2.0], ["run", "run"], ["tired", "active"], reference))
+    assert np.isnan(metrics.style_speed_agreement([1.0, 2.0, 3.0], ["run"] * 3, ["a", "b", "c"], reference))
+    with pytest.raises(ValueError, match="one entry per motion"):
+        metrics.style_speed_agreement([1.0], ["run", "run"], ["tired", "active"], reference)
