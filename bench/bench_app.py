@@ -47,7 +47,7 @@ SIX_SECONDS = {"segments": [{"text": "a person walks forward", "seconds": 6}]}
 THIRTY_SECONDS = {"segments": [{"text": text, "seconds": 6} for text in (
     "a person walks forward", "a person waves with the right hand", "a person walks backward",
     "a person jumps in place", "a person sits down")]}
-CLICK_TO_DRAWN_JS = """
+CLICK_TO_DRAWN_JS = r"""
 const done = arguments[arguments.length - 1];
 const button = [...document.querySelectorAll('button')].find(b => b.innerText.trim() === 'Generate');
 const count = () => (document.body.innerText.match(/Ready \(generation (\d+)\)/) || [0, 0])[1] * 1;
