@@ -40,11 +40,19 @@ class ConfigError(ValueError):
 RETIRED_FIELDS = ("compile",)  # fields of older versions, ignored when read from a checkpoint
 
 
+def split_folders(text: str) -> list[str]:
+    """The folders of a comma-joined path setting such as dataset_root (blank parts dropped)."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
 @dataclass
 class CompositeConfig:
     # ---- data -------------------------------------------------------------------------
     dataset_root: str = "dataset/synthetic"  # folder in the HumanML3D layout
     dataset_kind: Literal["synthetic", "humanml3d"] = "synthetic"  # synthetic: built on first use
+    # with several dataset_root folders: how many times each one's train motions enter an epoch,
+    # comma-separated, one per folder ("1,3": the second folder's three times); "": once each
+    dataset_repeats: str = ""
     synthetic_num_motions: int = 3000  # size of the embedded procedural data set
     synthetic_seed: int = 1234  # the embedded data set is a pure function of this seed
     fps: int = 20  # frames per second of every motion
@@ -203,6 +211,7 @@ class CompositeConfig:
         if self.diff_patch_conv % 2 == 0 and self.diff_patch_conv:
             raise ConfigError(f"config field 'diff_patch_conv' must be odd (a centred kernel) or 0, "
                               f"got {self.diff_patch_conv}")
+        self.dataset_repeat_counts()
         if self.min_motion_length > self.max_motion_length:
             raise ConfigError("config field 'min_motion_length' must be <= 'max_motion_length' "
                               f"({self.min_motion_length} > {self.max_motion_length})")
@@ -236,6 +245,21 @@ class CompositeConfig:
     def replace(self, **overrides) -> "CompositeConfig":
         """A copy with some fields changed (validated)."""
         return self.from_dict({**self.to_dict(), **overrides})
+
+    def dataset_repeat_counts(self) -> list[int]:
+        """How many times each dataset_root folder's train motions enter an epoch (dataset_repeats;
+        1 each when it is empty). Raises ConfigError when it does not give one count >= 1 per folder."""
+        roots = split_folders(self.dataset_root)
+        if not self.dataset_repeats.strip():
+            return [1] * len(roots)
+        try:
+            counts = [int(part) for part in self.dataset_repeats.split(",")]
+        except ValueError:
+            counts = []
+        if len(counts) != len(roots) or min(counts, default=0) < 1:
+            raise ConfigError(f"config field 'dataset_repeats' must be {len(roots)} whole number(s) >= 1, "
+                              f"comma-separated, one per dataset_root folder; got '{self.dataset_repeats}'")
+        return counts
 
     def length_buckets_of(self, stage: str) -> int:
         """The length-bucket setting of training stage `stage` (vqvae, gpt, diffusion)."""

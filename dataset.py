@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from config import CompositeConfig
+from config import CompositeConfig, split_folders
 from utils import FEATURE_DIM, feature_mean_std, keyframe_indices, num_keyframes
 
 Split = Literal["train", "val", "test"]
@@ -46,7 +46,7 @@ PREPARED_FILE = "prepare.json"  # written by prepare_data.py beside a prepared m
 
 def dataset_roots(dataset_root: str) -> list[str]:
     """The folders of a `dataset_root` setting: one path, or several joined by commas."""
-    roots = [part.strip() for part in dataset_root.split(",") if part.strip()]
+    roots = split_folders(dataset_root)
     if not roots:
         raise DataError("dataset_root is empty; pass a folder (or several, comma-separated)")
     return roots
@@ -221,11 +221,15 @@ def load_clips(root: str, split: Split, cfg: CompositeConfig) -> list[MotionClip
     caption that names a sub-clip (start/end seconds), as HumanML3D does. Motions that are
     unusable (NaN, wrong width, shorter than `min_length_of(root)`) are skipped with one
     warning line that counts them. Several folders (comma-joined) are read one after the
-    other, each motion id prefixed with its folder's name ("bandai/<id>")."""
+    other, each motion id prefixed with its folder's name ("bandai/<id>"), the train split's
+    clips of each folder repeated as cfg.dataset_repeats says."""
     roots = dataset_roots(root)
     if len(roots) > 1:
+        repeats = cfg.dataset_repeat_counts() if split == "train" else [1] * len(roots)
+        if len(repeats) != len(roots):
+            raise DataError(f"dataset_repeats gives {len(repeats)} count(s) for the {len(roots)} folders of {root}")
         return [replace(clip, motion_id=f"{os.path.basename(os.path.normpath(r))}/{clip.motion_id}")
-                for r in roots for clip in load_clips(r, split, cfg)]
+                for r, times in zip(roots, repeats) for clip in load_clips(r, split, cfg) for _ in range(times)]
     ids = read_split_ids(root, split)
     min_length = min_length_of(root, cfg)
     clips: list[MotionClip] = []

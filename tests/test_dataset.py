@@ -121,3 +121,14 @@ def test_several_roots_train_one_model_with_union_statistics(tmp_path):
     assert not np.allclose(train.mean, load_mean_std(first)[0])
     with pytest.raises(DataError, match="not found"):
         MotionDataset(_cfg(f"{first},{tmp_path / 'missing'}"), "train")
+
+    # dataset_repeats: the second folder's train motions three times an epoch, the same statistics,
+    # and the other splits untouched
+    weighted = MotionDataset(cfg.replace(dataset_repeats="1,3"), "train")
+    assert [c.motion_id for c in weighted.clips] == ids[:4] + [i for i in ids[4:] for _ in range(3)]
+    assert np.allclose(weighted.mean, train.mean) and np.allclose(weighted.std, train.std)
+    val = MotionDataset(cfg.replace(dataset_repeats="1,3"), "val")
+    assert [c.motion_id for c in val.clips] == [c.motion_id for c in MotionDataset(cfg, "val").clips]
+    from config import ConfigError
+    with pytest.raises(ConfigError, match="one per dataset_root folder"):
+        cfg.replace(dataset_repeats="3")
