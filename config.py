@@ -247,18 +247,17 @@ class CompositeConfig:
         return self.from_dict({**self.to_dict(), **overrides})
 
     def dataset_repeat_counts(self) -> list[int]:
-        """How many times each dataset_root folder's train motions enter an epoch (dataset_repeats;
-        1 each when it is empty). Raises ConfigError when it does not give one count >= 1 per folder."""
-        roots = split_folders(self.dataset_root)
+        """The counts of dataset_repeats ([] when it is empty: each folder once). Raises ConfigError
+        unless they are whole numbers >= 1 (dataset.load_clips checks there is one per folder)."""
         if not self.dataset_repeats.strip():
-            return [1] * len(roots)
+            return []
         try:
             counts = [int(part) for part in self.dataset_repeats.split(",")]
         except ValueError:
-            counts = []
-        if len(counts) != len(roots) or min(counts, default=0) < 1:
-            raise ConfigError(f"config field 'dataset_repeats' must be {len(roots)} whole number(s) >= 1, "
-                              f"comma-separated, one per dataset_root folder; got '{self.dataset_repeats}'")
+            counts = [0]
+        if min(counts) < 1:
+            raise ConfigError("config field 'dataset_repeats' must be whole numbers >= 1, comma-separated, one per "
+                              f"dataset_root folder (e.g. 1,3); got '{self.dataset_repeats}'")
         return counts
 
     def length_buckets_of(self, stage: str) -> int:

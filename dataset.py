@@ -225,9 +225,10 @@ def load_clips(root: str, split: Split, cfg: CompositeConfig) -> list[MotionClip
     clips of each folder repeated as cfg.dataset_repeats says."""
     roots = dataset_roots(root)
     if len(roots) > 1:
-        repeats = cfg.dataset_repeat_counts() if split == "train" else [1] * len(roots)
+        repeats = (cfg.dataset_repeat_counts() if split == "train" else []) or [1] * len(roots)
         if len(repeats) != len(roots):
-            raise DataError(f"dataset_repeats gives {len(repeats)} count(s) for the {len(roots)} folders of {root}")
+            raise DataError(f"dataset_repeats gives {len(repeats)} count(s) for the {len(roots)} folders of {root}; "
+                            "pass one per folder (e.g. --dataset_repeats 1,3)")
         return [replace(clip, motion_id=f"{os.path.basename(os.path.normpath(r))}/{clip.motion_id}")
                 for r, times in zip(roots, repeats) for clip in load_clips(r, split, cfg) for _ in range(times)]
     ids = read_split_ids(root, split)

@@ -130,5 +130,8 @@ def test_several_roots_train_one_model_with_union_statistics(tmp_path):
     val = MotionDataset(cfg.replace(dataset_repeats="1,3"), "val")
     assert [c.motion_id for c in val.clips] == [c.motion_id for c in MotionDataset(cfg, "val").clips]
     from config import ConfigError
-    with pytest.raises(ConfigError, match="one per dataset_root folder"):
-        cfg.replace(dataset_repeats="3")
+    with pytest.raises(DataError, match="1 count.s. for the 2 folders"):
+        MotionDataset(cfg.replace(dataset_repeats="3"), "train")
+    for bad in ("0,1", "1,x"):
+        with pytest.raises(ConfigError, match="whole numbers >= 1"):
+            cfg.replace(dataset_repeats=bad)
