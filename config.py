@@ -50,9 +50,7 @@ class CompositeConfig:
     # ---- data -------------------------------------------------------------------------
     dataset_root: str = "dataset/synthetic"  # folder in the HumanML3D layout
     dataset_kind: Literal["synthetic", "humanml3d"] = "synthetic"  # synthetic: built on first use
-    # with several dataset_root folders: how many times each one's train motions enter an epoch,
-    # comma-separated, one per folder ("1,3": the second folder's three times); "": once each
-    dataset_repeats: str = ""
+    dataset_repeats: str = ""  # several dataset_root folders: times each one's train motions enter an epoch ("1,3"; "": once each)
     synthetic_num_motions: int = 3000  # size of the embedded procedural data set
     synthetic_seed: int = 1234  # the embedded data set is a pure function of this seed
     fps: int = 20  # frames per second of every motion
