@@ -9,8 +9,8 @@ from typing import Optional
 import numpy as np
 
 import metrics
-from evaluation.evaluators import R_PRECISION_BATCH, Evaluators
 from dataset import MotionClip
+from evaluation.evaluators import R_PRECISION_BATCH, Evaluators
 from evaluation.items import EvalItem, LabelSet
 from evaluation.official import OfficialEvaluator
 from utils import features_to_joints
