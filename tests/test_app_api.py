@@ -23,9 +23,18 @@ TARGET = {"joint": "right_wrist", "frame": 30, "position": [0.3, 1.4, 0.4]}
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port P with P and P + 1 both free: app.py serves the page on P and the API on P + 1
+    (checking P alone let a listener on P + 1 fail a run at random)."""
+    for _ in range(50):
+        with socket.socket() as page, socket.socket() as api:
+            page.bind(("127.0.0.1", 0))
+            port = page.getsockname()[1]
+            try:
+                api.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no two free neighbouring ports on 127.0.0.1")
 
 
 def start_app(cwd, *args, ready: str = "api:", timeout: float = 120.0):
