@@ -383,15 +383,9 @@ def moving_speed_ratio(speeds, real_speeds, moving_speed: float = MOVING_SPEED) 
 
 
 def ranks(values) -> np.ndarray:
-    """1-based ranks of values (N,), ties sharing their mean rank."""
-    values = np.asarray(values, np.float64)
-    order = np.argsort(values, kind="stable")
-    ranked = np.empty(len(values))
-    ranked[order] = np.arange(1, len(values) + 1)
-    for value in np.unique(values):
-        tied = values == value
-        ranked[tied] = ranked[tied].mean()
-    return ranked
+    """1-based ranks of values (N,), ties sharing their mean rank (scipy's rankdata, method average)."""
+    from scipy.stats import rankdata
+    return rankdata(np.asarray(values, np.float64), method="average")
 
 
 def rank_correlation(a, b) -> float:
