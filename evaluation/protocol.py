@@ -19,7 +19,7 @@ from evaluation.evaluators import Evaluators, evaluator_path, load_evaluators, t
 from evaluation.items import EvalError, EvalItem, LabelSet, draw_items, example_items, load_labels
 from evaluation.official import load_official
 from evaluation.rows import Generated, RowPlan, RowSpec, generate, generate_pinned, row_features, row_specs
-from evaluation.scoring import (MM_PAIRS, SPEED_LABELS, Protocol, RowSample, Scorers, score_row,
+from evaluation.scoring import (MM_PAIRS, SPEED_LABELS, Protocol, RowSample, Scorers, real_root_speeds, score_row,
                                 style_speed_reference)
 from pipeline import Composite, SamplingOptions, require_checkpoints
 from runtime import select_device, stats_hash
@@ -93,6 +93,7 @@ class EvalRun:
         cfg = self.cfg
         items = draw_items(self.clips, cfg, np.random.default_rng(cfg.seed + repeat), self.labels, self.num_samples)
         text_emb = self.scorers.evaluators.text_embeddings([it.caption for it in items])
+        real_speeds = real_root_speeds(items, cfg.fps)
         official = self.scorers.official
         official_text = official.text_embeddings(items) if official is not None else None
         seed = cfg.seed + 100_003 * (repeat + 1)
@@ -100,7 +101,7 @@ class EvalRun:
         for row in self.rows:
             sample = (self.ground_truth(items) if row.options is None
                       else self.generated(row, items, seed, cache))
-            sample.text_emb, sample.official_text = text_emb, official_text
+            sample.text_emb, sample.official_text, sample.real_speeds = text_emb, official_text, real_speeds
             result = score_row(self.scorers, sample, np.random.default_rng(cfg.seed + 7 * repeat))
             self.runs.setdefault(row.key, []).append(result)
             print(f"  repeat {repeat + 1}/{cfg.eval_repeats} {row.name}: FID {result['fid']:.3f}, "

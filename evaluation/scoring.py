@@ -52,6 +52,7 @@ class RowSample:
     pin_errors: Optional[list[float]] = None  # pinned rows: global joint distance (m) at the pinned frames
     raw_joints: Optional[list[np.ndarray]] = None  # joints decoded from the features alone (None: = joints)
     control_errors: Optional[list[dict]] = None  # pinned rows: MotionSample.control_errors (raw, correction, delivered)
+    real_speeds: Optional[list[float]] = None  # root speed (m/s) of each item's real motion (real_root_speeds)
 
 
 def nan_mean(values) -> float:
@@ -107,14 +108,18 @@ def style_speed_reference(clips: list[MotionClip], labels: LabelSet, fps: int) -
     return {key: float(np.mean(values)) for key, values in speeds.items()}
 
 
+def real_root_speeds(items: list[EvalItem], fps: int) -> list[float]:
+    """Root speed (m/s) of each item's real motion: computed once per repeat, shared by its rows."""
+    return [metrics.root_speed(features_to_joints(it.features), fps) for it in items]
+
+
 def speed_metrics(scorers: Scorers, sample: RowSample) -> dict[str, float]:
-    """moving_speed_ratio (the row's root speed over its real takes', where those move) and
-    style_speed_rank (metrics.style_speed_agreement with the train split's takes; NaN without
-    content and style labels)."""
-    fps = scorers.protocol.fps
-    speeds = [metrics.root_speed(j, fps) for j in sample.joints]
-    real = [metrics.root_speed(features_to_joints(it.features), fps) for it in sample.items]
-    result = {"moving_speed_ratio": metrics.moving_speed_ratio(speeds, real), "style_speed_rank": float("nan")}
+    """moving_speed_ratio (the row's root speed over its real takes' (sample.real_speeds), where
+    those move) and style_speed_rank (metrics.style_speed_agreement with the train split's takes;
+    NaN without content and style labels)."""
+    speeds = [metrics.root_speed(j, scorers.protocol.fps) for j in sample.joints]
+    result = {"moving_speed_ratio": metrics.moving_speed_ratio(speeds, sample.real_speeds),
+              "style_speed_rank": float("nan")}
     if scorers.speed_reference:
         named = [[scorers.label_names[f][it.labels[f]] if f in it.labels else None for f in SPEED_LABELS]
                  for it in sample.items]

@@ -286,13 +286,13 @@ def test_evaluate_end_to_end_every_row_and_known_answers(tiny_trained, tmp_path,
     evaluators, _ = load_evaluators(cfg, torch.device("cpu"))
     from dataset import load_clips
     from evaluation.items import draw_items
-    from evaluation.scoring import Protocol, Scorers
+    from evaluation.scoring import Protocol, Scorers, real_root_speeds
     reference = draw_items(load_clips(cfg.dataset_root, "test", cfg), cfg, None, load_labels(cfg.dataset_root))
     features = [it.features for it in reference]
     scorers = Scorers(evaluators, evaluators.motion_embeddings(features), None, Protocol(20, 300, 3))
     joints = [random_motion_joints(len(f), seed=i) for i, f in enumerate(features)]
     same = RowSample(reference, evaluators.text_embeddings([it.caption for it in reference]), None, features, joints,
-                     [np.arange(0, len(f), 5) for f in features], [None] * len(features))
+                     [np.arange(0, len(f), 5) for f in features], [None] * len(features), real_speeds=real_root_speeds(reference, 20))
     assert score_row(scorers, same, np.random.default_rng(0))["fid"] == pytest.approx(0.0, abs=1e-6)  # GT vs itself
     pose = random_motion_joints(41, seed=1)[0]
     pose[:, 1] -= pose[[10, 11], 1].min()  # feet on the floor
@@ -339,7 +339,7 @@ def moving_pose_features(speed: float, frames: int = 41) -> np.ndarray:
 def test_speed_metrics_compare_pace_and_style_order_with_the_real_takes():
     from dataset import MotionClip
     from evaluation.items import LabelSet
-    from evaluation.scoring import Protocol, Scorers, speed_metrics, style_speed_reference
+    from evaluation.scoring import Protocol, Scorers, real_root_speeds, speed_metrics, style_speed_reference
     from utils import features_to_joints
     names = {"content": ["run", "walk"], "style": ["active", "normal", "tired"]}
     train_speeds = {("run", "tired"): (1.4, 1.6), ("run", "normal"): (3.0,), ("run", "active"): (3.3,),
@@ -366,13 +366,14 @@ def test_speed_metrics_compare_pace_and_style_order_with_the_real_takes():
              for i, (c, s, real, _) in enumerate(test)]
     joints = [features_to_joints(moving_pose_features(generated)) for *_, generated in test]
     scorers = Scorers(None, None, None, Protocol(20, 300, 3), speed_reference=reference, label_names=names)
-    sample = RowSample(items, None, None, [it.features for it in items], joints, [], [])
+    sample = RowSample(items, None, None, [it.features for it in items], joints, [], [],
+                       real_speeds=real_root_speeds(items, 20))
     result = speed_metrics(scorers, sample)
     real_total, generated_total = sum(t[2] for t in test), sum(t[3] for t in test)
     assert result["moving_speed_ratio"] == pytest.approx(generated_total / real_total, rel=1e-3)
     assert result["style_speed_rank"] == pytest.approx(0.0)  # runs +1, walks -1
     truth = RowSample(items, None, None, [it.features for it in items],
-                      [features_to_joints(it.features) for it in items], [], [])
+                      [features_to_joints(it.features) for it in items], [], [], real_speeds=sample.real_speeds)
     assert speed_metrics(scorers, truth) == {"moving_speed_ratio": pytest.approx(1.0), "style_speed_rank": pytest.approx(1.0)}
     no_labels = Scorers(None, None, None, Protocol(20, 300, 3))
     assert np.isnan(speed_metrics(no_labels, sample)["style_speed_rank"])
