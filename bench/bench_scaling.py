@@ -116,9 +116,10 @@ def train_and_evaluate(cfg: CompositeConfig, size: str | None, budget_min: float
     if budget_min > 0:
         cfg = budget_config(cfg, budget_min, measured_step_seconds(cfg))
     os.makedirs(cfg.checkpoint_dir, exist_ok=True)
-    if evaluator:
-        import shutil
-        shutil.copyfile(evaluator, os.path.join(cfg.checkpoint_dir, "evaluator.pt"))
+    if evaluator:  # scored with it where it lies (config field evaluator_file), not a copy
+        if not os.path.isfile(evaluator):
+            raise ConfigError(f"--evaluator {evaluator} not found (pass an evaluator.pt trained on this data set)")
+        cfg = cfg.replace(evaluator_file=os.path.abspath(evaluator))
     config_path = write_config(cfg, os.path.join(cfg.checkpoint_dir, "scaling_run.json"))
     print(f"[{size or 'config sizes'}] {sampling_parameters(cfg)['total'] / 1e6:.2f}M parameters in sampling, steps "
           f"{', '.join(f'{f} {getattr(cfg, f)}' for f in STEP_FIELDS)} (budget {budget_min} min)", flush=True)
@@ -198,7 +199,7 @@ def make_cli_parser():
                         help="training wall minutes to fill by scaling every stage's steps (0: the config's steps)")
     parser.add_argument("--name", default="", help="the run's name in the table (default: the size)")
     parser.add_argument("--evaluator", default="", metavar="FILE",
-                        help="an evaluator.pt trained on the same data, copied into the run's checkpoint folder")
+                        help="an evaluator.pt trained on the same data to score the run with (sets evaluator_file)")
     parser.add_argument("--register", default="", metavar="DIR",
                         help="add a run trained and evaluated elsewhere (its checkpoints and eval/ in DIR)")
     parser.add_argument("--train_min", type=float, default=0.0, help="with --register: its training wall minutes")
